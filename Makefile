@@ -1,0 +1,74 @@
+# MetaStore's commands. `make run` and `make test` are the newcomer's two.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+DATA ?= ./data
+PKGS := ./...
+# The whole suite must stay well inside CI's 30-minute budget on 2 cores.
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all setup build test vet fmt-check bench run cluster cluster-stop etcd fuzz clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@mkdir -p $(BIN)
+	@if [ -d cmd/metastore ]; then $(GO) build -o $(BIN)/metastore ./cmd/metastore; fi
+	@if [ -d cmd/metastore-bench ]; then $(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench; fi
+
+# etcd builds real etcd and etcdctl once into ~/.cache/metastore (the oracle
+# of the differential and end-to-end tests).
+etcd:
+	@bash scripts/etcd.sh >/dev/null
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+test: setup etcd fmt-check vet
+	ETCD_BIN_DIR=$$(bash scripts/etcd.sh) $(GO) test -race -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# bench runs the Go benchmarks of the storage layers; figures and the
+# commands behind them are in docs/BENCHMARKS.md.
+bench: setup
+	$(GO) test -run XXX -bench . -benchmem -timeout 60m ./engine ./mvcc ./raftlog/...
+
+# fuzz runs every fuzz target for FUZZTIME each (the seeds alone run in `make test`).
+FUZZTIME ?= 30s
+fuzz: setup
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+run: build
+	$(BIN)/metastore --name default --data-dir $(DATA) \
+	  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+	  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+	  --initial-cluster default=http://127.0.0.1:2380
+
+# cluster starts three members on loopback (clients on 2379/22379/32379,
+# peers on 2380/22380/32380) with data under ./cluster; cluster-stop ends them.
+CLUSTER := m1=http://127.0.0.1:2380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380
+cluster: build
+	@mkdir -p cluster
+	@for m in "m1 2379 2380" "m2 22379 22380" "m3 32379 32380"; do set -- $$m; \
+	  $(BIN)/metastore --name $$1 --data-dir cluster/$$1 \
+	    --listen-client-urls http://127.0.0.1:$$2 --advertise-client-urls http://127.0.0.1:$$2 \
+	    --listen-peer-urls http://127.0.0.1:$$3 --initial-advertise-peer-urls http://127.0.0.1:$$3 \
+	    --initial-cluster $(CLUSTER) --initial-cluster-state new --initial-cluster-token metastore-cluster \
+	    > cluster/$$1.log 2>&1 & echo $$! > cluster/$$1.pid; \
+	done; echo "cluster: clients on 127.0.0.1:2379,22379,32379; logs in cluster/*.log"
+
+cluster-stop:
+	@for p in cluster/*.pid; do [ -f "$$p" ] && kill $$(cat $$p) 2>/dev/null; rm -f $$p; done; true
+
+clean:
+	rm -rf $(BIN)

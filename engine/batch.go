@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"encoding/binary"
+
+	"github.com/linxGnu/grocksdb"
+)
+
+// Batch collects writes to apply atomically with DB.Write. It is built in Go
+// memory in RocksDB's own WriteBatch encoding and handed to RocksDB in one
+// call, so queuing a write costs no cgo transition. A Batch belongs to one
+// goroutine; after Write it may be Reset and reused.
+//
+// Batch does not retain the key and value slices passed to it: they are
+// copied into the batch.
+type Batch struct {
+	db    *DB
+	rep   []byte
+	count uint32
+}
+
+// Record tags of RocksDB's WriteBatch encoding (db/dbformat.h).
+const (
+	tagCFDeletion      = 0x4
+	tagCFValue         = 0x5
+	tagCFRangeDeletion = 0xE
+	batchHeaderLen     = 12 // fixed64 sequence + fixed32 count
+)
+
+// NewBatch returns an empty batch for this database.
+func (d *DB) NewBatch() *Batch {
+	b := &Batch{db: d}
+	b.Reset()
+	return b
+}
+
+// Reset empties the batch, keeping its buffer.
+func (b *Batch) Reset() {
+	if cap(b.rep) < batchHeaderLen {
+		b.rep = make([]byte, batchHeaderLen, 1024)
+	}
+	b.rep = b.rep[:batchHeaderLen]
+	clear(b.rep)
+	b.count = 0
+}
+
+// Count returns the number of writes in the batch.
+func (b *Batch) Count() int { return int(b.count) }
+
+// Len returns the size of the batch's encoding in bytes.
+func (b *Batch) Len() int { return len(b.rep) }
+
+// Empty reports whether the batch holds no writes.
+func (b *Batch) Empty() bool { return b.count == 0 }
+
+// Put sets key to value in cf.
+func (b *Batch) Put(cf CF, key, value []byte) {
+	b.record(tagCFValue, cf)
+	b.appendString(key)
+	b.appendString(value)
+}
+
+// Delete removes key from cf.
+func (b *Batch) Delete(cf CF, key []byte) {
+	b.record(tagCFDeletion, cf)
+	b.appendString(key)
+}
+
+// DeleteRange removes every key of cf in [start, end) with one range
+// tombstone, whatever the number of keys.
+func (b *Batch) DeleteRange(cf CF, start, end []byte) {
+	b.record(tagCFRangeDeletion, cf)
+	b.appendString(start)
+	b.appendString(end)
+}
+
+func (b *Batch) record(tag byte, cf CF) {
+	b.rep = append(b.rep, tag)
+	b.rep = binary.AppendUvarint(b.rep, uint64(b.db.cfIDs[cf]))
+	b.count++
+}
+
+func (b *Batch) appendString(s []byte) {
+	b.rep = binary.AppendUvarint(b.rep, uint64(len(s)))
+	b.rep = append(b.rep, s...)
+}
+
+// native returns a RocksDB WriteBatch holding the batch's writes; the caller
+// destroys it.
+func (b *Batch) native() *grocksdb.WriteBatch {
+	binary.LittleEndian.PutUint32(b.rep[8:12], b.count)
+	return grocksdb.WriteBatchFrom(b.rep)
+}
