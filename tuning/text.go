@@ -29,7 +29,13 @@ func (o Options) String() string {
 // each with its line number; if there are none it returns the result of
 // Validate.
 func Parse(text string) (Options, error) {
-	o := Default()
+	return ParseOver(Default(), text)
+}
+
+// ParseOver is Parse starting from base instead of Default: keys absent
+// from text keep base's values. It lets an operator's file refine a preset.
+func ParseOver(base Options, text string) (Options, error) {
+	o := base
 	lines := make(map[string]int) // key -> line that set it
 	var errs []error
 	for i, line := range strings.Split(text, "\n") {

@@ -315,3 +315,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseOverKeepsBase(t *testing.T) {
+	base := LowMemory()
+	o, err := ParseOver(base, "bloom-bits-per-key = 12\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := base
+	want.BloomBitsPerKey = 12
+	if o != want {
+		t.Fatalf("ParseOver changed more than the file says:\n got %+v\nwant %+v", o, want)
+	}
+}

@@ -1,0 +1,203 @@
+// Command metastore runs a MetaStore member: an etcd v3 compatible server
+// on a RocksDB engine. It accepts etcd's flag names with etcd's defaults.
+//
+//	metastore --name m1 --data-dir /var/lib/metastore ...
+//	metastore snapshot restore FILE --data-dir DIR ...
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/metastore/metastore/server"
+	"github.com/metastore/metastore/tuning"
+)
+
+func main() {
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		os.Exit(runSubcommand(os.Args[1], os.Args[2:]))
+	}
+	os.Exit(runServer(os.Args[1:]))
+}
+
+// exitUsage is the exit status for an unknown or invalid flag, as etcd.
+const exitUsage = 2
+
+// urlsFlag is a comma-separated list of URLs.
+type urlsFlag []string
+
+func (u *urlsFlag) String() string { return strings.Join(*u, ",") }
+func (u *urlsFlag) Set(s string) error {
+	*u = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*u = append(*u, p)
+		}
+	}
+	return nil
+}
+
+// msFlag is a duration given in milliseconds, as etcd's interval flags.
+type msFlag struct{ d *time.Duration }
+
+func (m msFlag) String() string {
+	if m.d == nil {
+		return "0"
+	}
+	return fmt.Sprint(m.d.Milliseconds())
+}
+func (m msFlag) Set(s string) error {
+	var n uint64
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return fmt.Errorf("%q is not a number of milliseconds", s)
+	}
+	*m.d = time.Duration(n) * time.Millisecond
+	return nil
+}
+
+// flags binds etcd's flag names to a server.Config.
+type flags struct {
+	fs                *flag.FlagSet
+	cfg               server.Config
+	logLevel          string
+	enginePreset      string
+	engineOptionsFile string
+	engineOverrides   string
+}
+
+func newFlags(name string) *flags {
+	f := &flags{fs: flag.NewFlagSet(name, flag.ContinueOnError), cfg: server.DefaultConfig()}
+	c := &f.cfg
+	fs := f.fs
+	fs.StringVar(&c.Name, "name", c.Name, "Human-readable name for this member.")
+	fs.StringVar(&c.DataDir, "data-dir", "", "Path to the data directory (default \"${name}.etcd\").")
+	fs.Var((*urlsFlag)(&c.ListenClientURLs), "listen-client-urls", "List of URLs to listen on for client traffic.")
+	fs.Var((*urlsFlag)(&c.AdvertiseClientURLs), "advertise-client-urls", "List of this member's client URLs to advertise to the rest of the cluster.")
+	fs.Var((*urlsFlag)(&c.ListenPeerURLs), "listen-peer-urls", "List of URLs to listen on for peer traffic.")
+	fs.Var((*urlsFlag)(&c.InitialAdvertisePeerURLs), "initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster.")
+	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "Initial cluster configuration for bootstrapping (default \"${name}=${initial-advertise-peer-urls}\").")
+	fs.StringVar(&c.InitialClusterState, "initial-cluster-state", c.InitialClusterState, "Initial cluster state ('new' or 'existing').")
+	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
+	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", c.SnapshotCount, "Number of applied entries after which the raft log is truncated.")
+	fs.Var(msFlag{&c.HeartbeatInterval}, "heartbeat-interval", "Time (in milliseconds) of a heartbeat interval (default 100).")
+	fs.Var(msFlag{&c.ElectionTimeout}, "election-timeout", "Time (in milliseconds) for an election to timeout (default 1000).")
+	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when the engine's size exceeds the given quota. 0 means use the default quota.")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
+	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
+	fs.Func("max-concurrent-streams", "Maximum concurrent streams that each client can open at a time.", func(s string) error {
+		var n uint32
+		_, err := fmt.Sscan(s, &n)
+		c.MaxConcurrentStreams = n
+		return err
+	})
+	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision.")
+	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention (0 means disable).")
+	fs.StringVar(&f.logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+	fs.StringVar(&f.enginePreset, "engine-preset", "default", "RocksDB option preset: "+strings.Join(tuning.PresetNames(), ", ")+".")
+	fs.StringVar(&f.engineOptionsFile, "engine-options-file", "", "RocksDB options file (the format `metastore config dump` writes), applied over the preset.")
+	fs.StringVar(&f.engineOverrides, "engine-option", "", "Comma-separated key=value RocksDB option overrides, applied last.")
+	return f
+}
+
+// parse parses args and builds the final configuration.
+func (f *flags) parse(args []string) error {
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	if f.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", f.fs.Arg(0))
+	}
+	eng, err := tuning.Preset(f.enginePreset)
+	if err != nil {
+		return fmt.Errorf("--engine-preset: %w", err)
+	}
+	if f.engineOptionsFile != "" {
+		text, err := os.ReadFile(f.engineOptionsFile)
+		if err != nil {
+			return fmt.Errorf("--engine-options-file: %w", err)
+		}
+		if eng, err = tuning.ParseOver(eng, string(text)); err != nil {
+			return fmt.Errorf("--engine-options-file %s: %w", f.engineOptionsFile, err)
+		}
+	}
+	if f.engineOverrides != "" {
+		if eng, err = tuning.ApplyOverrides(eng, strings.Split(f.engineOverrides, ",")); err != nil {
+			return fmt.Errorf("--engine-option: %w", err)
+		}
+	}
+	f.cfg.Engine = eng
+	lg, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	f.cfg.Logger = lg
+	return f.cfg.Validate()
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error, panic, fatal", level)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil
+	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	return zc.Build()
+}
+
+func runServer(args []string) int {
+	f := newFlags("metastore")
+	if err := f.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "metastore: %v\n", err)
+		return exitUsage
+	}
+	lg := f.cfg.Logger
+	srv, err := server.New(f.cfg)
+	if err != nil {
+		lg.Error("cannot start member", zap.Error(err))
+		return 1
+	}
+	if err := srv.Serve(); err != nil {
+		lg.Error("cannot serve", zap.Error(err))
+		srv.Stop()
+		return 1
+	}
+	lg.Info("serving client requests", zap.Strings("listen-client-urls", f.cfg.ListenClientURLs))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		lg.Info("received signal; shutting down", zap.String("signal", s.String()))
+		srv.Stop()
+	case <-srv.Done():
+	}
+	lg.Sync()
+	return 0
+}
+
+func runSubcommand(name string, args []string) int {
+	switch name {
+	case "snapshot":
+		return runSnapshot(args)
+	case "version":
+		fmt.Printf("metastore (etcd API %s)\n", server.Version)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "metastore: unknown command %q (commands: snapshot, version; flags start the server)\n", name)
+		return exitUsage
+	}
+}

@@ -1,0 +1,235 @@
+package mvcc
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"strconv"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/tuning"
+)
+
+// Benchmarks: go test -run '^$' -bench . -benchmem ./mvcc
+// Sizes come from environment variables so the default run stays short:
+//
+//	MVCC_BENCH_KEYS   keys preloaded for the read benchmarks (default 100000)
+//	MVCC_COMPACT_REVS revisions of BenchmarkCompact1MRevisions (default 1000000)
+//	MVCC_SPACE_KEYS   keys of the space measurement (default 50000)
+
+const benchValueBytes = 256
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func benchKey(i int) []byte { return []byte(fmt.Sprintf("/registry/pods/ns%03d/pod-%08d", i%100, i)) }
+
+func benchValue(rnd *rand.Rand) []byte {
+	v := make([]byte, benchValueBytes)
+	rnd.Read(v)
+	return v
+}
+
+func benchStore(b testing.TB) (*Store, *engine.DB) {
+	o := tuning.Default()
+	o.Statistics = false
+	db, err := engine.Open(b.TempDir(), o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(db, Config{}, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		s.Close()
+		db.Close()
+	})
+	return s, db
+}
+
+// load puts keys [0, n) once, then overwrites the first overwrite of them.
+func load(b testing.TB, s *Store, n, overwrite int) {
+	rnd := rand.New(rand.NewSource(1))
+	idx := s.AppliedIndex()
+	for round := 0; round < 2; round++ {
+		m := n
+		if round == 1 {
+			m = overwrite
+		}
+		for i := 0; i < m; i++ {
+			idx++
+			if _, err := s.Put(idx, &pb.PutRequest{Key: benchKey(i), Value: benchValue(rnd)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkPut applies one Put per op (256-byte value, keys cycling over
+// 1M distinct keys); writes are unsynced, as on the apply path.
+func BenchmarkPut(b *testing.B) {
+	s, _ := benchStore(b)
+	rnd := rand.New(rand.NewSource(1))
+	vals := make([][]byte, 64)
+	for i := range vals {
+		vals[i] = benchValue(rnd)
+	}
+	const distinctKeys = 1_000_000
+	keys := make([][]byte, 0, 4096)
+	for i := 0; i < 4096; i++ {
+		keys = append(keys, benchKey(rnd.Intn(distinctKeys)))
+	}
+	b.SetBytes(benchValueBytes)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := &pb.PutRequest{Key: benchKey(i % distinctKeys), Value: vals[i%len(vals)]}
+		if _, err := s.Put(uint64(i+1), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGetLatest(b *testing.B) {
+	n := envInt("MVCC_BENCH_KEYS", 100_000)
+	s, _ := benchStore(b)
+	load(b, s, n, 0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := s.Range(ctx, &pb.RangeRequest{Key: benchKey((i * 7919) % n)})
+		if err != nil || len(resp.Kvs) != 1 {
+			b.Fatal(err, resp)
+		}
+	}
+}
+
+// BenchmarkGetOldRev reads keys at the revision before their overwrite,
+// through CFHistory.
+func BenchmarkGetOldRev(b *testing.B) {
+	n := envInt("MVCC_BENCH_KEYS", 100_000)
+	s, _ := benchStore(b)
+	load(b, s, n, n)
+	old := int64(n + 1) // every key's first version, none of the overwrites
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := s.Range(ctx, &pb.RangeRequest{Key: benchKey((i * 7919) % n), Revision: old})
+		if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Version != 1 {
+			b.Fatal(err, resp)
+		}
+	}
+}
+
+// BenchmarkRange1000 reads 1000 consecutive keys at the latest revision
+// (count over the whole prefix of MVCC_BENCH_KEYS/100 keys included).
+func BenchmarkRange1000(b *testing.B) {
+	n := envInt("MVCC_BENCH_KEYS", 100_000)
+	s, _ := benchStore(b)
+	load(b, s, n, 0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := s.Range(ctx, &pb.RangeRequest{Key: []byte("/registry/pods/"), RangeEnd: []byte("/registry/pods0"), Limit: 1000})
+		if err != nil || len(resp.Kvs) != 1000 {
+			b.Fatal(err, len(resp.Kvs))
+		}
+	}
+}
+
+// BenchmarkCompact1MRevisions writes MVCC_COMPACT_REVS revisions (10
+// overwrites of a tenth as many keys) and times compacting all of them,
+// CompactRange included; it reports ns per revision.
+func BenchmarkCompact1MRevisions(b *testing.B) {
+	revs := envInt("MVCC_COMPACT_REVS", 1_000_000)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, _ := benchStore(b)
+		load10(b, s, revs/10)
+		b.StartTimer()
+		done, err := s.Compact(s.AppliedIndex()+1, s.Rev())
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-done
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(revs), "ns/rev")
+}
+
+// load10 writes n keys 10 times each.
+func load10(b testing.TB, s *Store, n int) {
+	rnd := rand.New(rand.NewSource(1))
+	idx := s.AppliedIndex()
+	for round := 0; round < 10; round++ {
+		for i := 0; i < n; i++ {
+			idx++
+			if _, err := s.Put(idx, &pb.PutRequest{Key: benchKey(i), Value: benchValue(rnd)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// spaceRatio overwrites n keys 10 times, compacts to the latest revision,
+// flushes and compacts the engine, and returns live SST bytes over the
+// bytes of one copy of the keys and values.
+func spaceRatio(b testing.TB, n int) (ratio float64, live uint64) {
+	s, db := benchStore(b)
+	load10(b, s, n)
+	done, err := s.Compact(s.AppliedIndex()+1, s.Rev())
+	if err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	if err := db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	for cf := engine.CF(0); cf < engine.NumCFs; cf++ {
+		if err := db.CompactRange(cf, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st, err := db.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var one uint64
+	for i := 0; i < n; i++ {
+		one += uint64(len(benchKey(i)) + benchValueBytes)
+	}
+	return float64(st.LiveSSTBytes) / float64(one), st.LiveSSTBytes
+}
+
+func BenchmarkSpace(b *testing.B) {
+	n := envInt("MVCC_SPACE_KEYS", 50_000)
+	var ratio float64
+	for i := 0; i < b.N; i++ {
+		ratio, _ = spaceRatio(b, n)
+	}
+	b.ReportMetric(ratio, "live/one-copy")
+}
+
+// TestSpaceAfterCompaction checks the space target (live SST bytes at most
+// 1.5 times one copy of the data after 10 overwrites and a compaction to
+// the latest revision) at MVCC_SPACE_KEYS/10 keys.
+func TestSpaceAfterCompaction(t *testing.T) {
+	n := envInt("MVCC_SPACE_KEYS", 50_000) / 10
+	ratio, live := spaceRatio(t, n)
+	t.Logf("%d keys x 10 overwrites: live SST %d bytes, %.3f x one copy", n, live, ratio)
+	if ratio > 1.5 {
+		t.Fatalf("live SST bytes %.3f x one copy, want <= 1.5", ratio)
+	}
+}

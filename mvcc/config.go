@@ -1,0 +1,69 @@
+package mvcc
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config tunes a Store. The zero value means every default; WithDefaults
+// fills them in one place and Validate reports every violation at once.
+type Config struct {
+	// CompactionBatchLimitRevs is the number of revisions the background
+	// compactor processes per batch while holding the writer lock.
+	// Default 1000 (etcd's --experimental-compaction-batch-limit).
+	CompactionBatchLimitRevs int
+	// CompactionBatchInterval is the pause between two compaction batches,
+	// so writers are never held for long. Default 10ms.
+	CompactionBatchInterval time.Duration
+	// SubscriberBufferEvents is the number of events buffered per live
+	// subscriber before it is marked lagging. A single revision larger than
+	// the buffer is still delivered when the buffer is empty. Default 1024.
+	SubscriberBufferEvents int
+	// MaxLeases bounds the in-memory lease table; LeaseGrant beyond it
+	// fails with ErrTooManyLeases. Default 1_000_000.
+	MaxLeases int
+}
+
+// Defaults.
+const (
+	DefaultCompactionBatchLimitRevs = 1000
+	DefaultCompactionBatchInterval  = 10 * time.Millisecond
+	DefaultSubscriberBufferEvents   = 1024
+	DefaultMaxLeases                = 1_000_000
+)
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.CompactionBatchLimitRevs == 0 {
+		c.CompactionBatchLimitRevs = DefaultCompactionBatchLimitRevs
+	}
+	if c.CompactionBatchInterval == 0 {
+		c.CompactionBatchInterval = DefaultCompactionBatchInterval
+	}
+	if c.SubscriberBufferEvents == 0 {
+		c.SubscriberBufferEvents = DefaultSubscriberBufferEvents
+	}
+	if c.MaxLeases == 0 {
+		c.MaxLeases = DefaultMaxLeases
+	}
+	return c
+}
+
+// Validate reports every invalid field of c (after defaults are filled).
+func (c Config) Validate() error {
+	var errs []error
+	if c.CompactionBatchLimitRevs < 1 {
+		errs = append(errs, fmt.Errorf("CompactionBatchLimitRevs %d < 1", c.CompactionBatchLimitRevs))
+	}
+	if c.CompactionBatchInterval < 0 {
+		errs = append(errs, fmt.Errorf("CompactionBatchInterval %s < 0", c.CompactionBatchInterval))
+	}
+	if c.SubscriberBufferEvents < 1 {
+		errs = append(errs, fmt.Errorf("SubscriberBufferEvents %d < 1", c.SubscriberBufferEvents))
+	}
+	if c.MaxLeases < 1 {
+		errs = append(errs, fmt.Errorf("MaxLeases %d < 1", c.MaxLeases))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,349 @@
+package mvcc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/engine"
+)
+
+// errDuplicateWrite: a key written twice in one revision. Validation
+// rejects such requests first; this guards the layout's invariant that
+// (key, main revision) names one version.
+var errDuplicateWrite = errors.New("mvcc: key written twice in one revision")
+
+// writeTxn is one revision in the making: etcd's storeTxnWrite. Every
+// change goes straight into the batch; the overlay lets the txn's own
+// reads see them. Nothing is visible to anyone else until commit writes
+// the batch and publishes the revision.
+type writeTxn struct {
+	s         *Store
+	beginRev  int64
+	compacted int64
+	b         *engine.Batch
+	ov        overlay
+	events    []eventEntry
+	// live are the events for subscribers, built only when there are any.
+	live []mvccpb.Event
+	// afterCommit runs once the batch is written (in-memory lease table).
+	afterCommit []func()
+}
+
+// newTxnLocked starts a write txn. REQUIRES: s.mu held.
+func (s *Store) newTxnLocked() *writeTxn {
+	st := s.state.Load()
+	b := s.mu.batch
+	b.Reset()
+	tx := &writeTxn{s: s, beginRev: st.rev, compacted: st.compacted, b: b}
+	if s.subs.active() {
+		tx.live = make([]mvccpb.Event, 0, 1)
+	}
+	return tx
+}
+
+// view is the txn's read view: beginRev, plus its own writes at beginRev+1
+// once it has any.
+func (tx *writeTxn) view() *view {
+	v := &view{src: tx.s.db, curRev: tx.beginRev, base: tx.beginRev, compacted: tx.compacted}
+	if len(tx.events) > 0 {
+		v.curRev++
+		v.ov = &tx.ov
+	}
+	return v
+}
+
+// applyWrite runs fn in a write txn for raft entry index and commits it.
+// An error from fn discards every change; the entry still counts as
+// applied (it fails the same way on replay).
+func (s *Store) applyWrite(index uint64, fn func(tx *writeTxn) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.beginApplyLocked(index); err != nil {
+		return err
+	}
+	tx := s.newTxnLocked()
+	if err := fn(tx); err != nil {
+		tx.b.Reset()
+		s.noteAppliedLocked(index)
+		return err
+	}
+	return tx.commitLocked(index)
+}
+
+// commitLocked writes the txn's batch with the applied index (and, if it
+// changed keys, its event list and the new current revision), then
+// publishes the revision and notifies subscribers.
+// REQUIRES: s.mu held.
+func (tx *writeTxn) commitLocked(index uint64) error {
+	s := tx.s
+	rev := tx.beginRev + 1
+	changed := len(tx.events) > 0
+	if !changed && tx.b.Empty() {
+		s.noteAppliedLocked(index)
+		return nil
+	}
+	if changed {
+		tx.b.Put(engine.CFEvents, eventKey(rev), encodeEvents(tx.events))
+		tx.b.Put(engine.CFMeta, metaCurrentRev, encodeU64(uint64(rev)))
+	}
+	if err := s.writeAppliedLocked(tx.b, index); err != nil {
+		return err
+	}
+	if changed {
+		s.state.Store(&revState{rev: rev, compacted: tx.compacted})
+	}
+	for _, f := range tx.afterCommit {
+		f()
+	}
+	if changed && tx.live != nil {
+		s.subs.publish(rev, tx.live)
+	}
+	return nil
+}
+
+// latestLocked returns the committed latest record of key and its bytes.
+func (tx *writeTxn) latest(key []byte) (record, []byte, bool, error) {
+	raw, ok, err := tx.s.db.Get(engine.CFKV, key)
+	if err != nil || !ok {
+		return record{}, nil, false, err
+	}
+	rec, err := decodeRecord(raw)
+	if err != nil {
+		return record{}, nil, false, fmt.Errorf("mvcc: kv %q: %w", key, err)
+	}
+	return rec, raw, true, nil
+}
+
+// write records a new version of key (a put, or a tombstone when del) at
+// the txn's revision, moving the latest version to CFHistory and keeping
+// the lease attachments and the event list in step.
+//
+// A key already written by this txn (the etcd corner described at
+// eventEntry) is written again: the earlier version becomes inline in its
+// event, and the history move and superseded revision still refer to the
+// version before the txn.
+func (tx *writeTxn) write(key, value []byte, lease int64, del bool) error {
+	rev := Revision{Main: tx.beginRev + 1, Sub: int64(len(tx.events))}
+	var (
+		prev      record // the version this write replaces (maybe pending)
+		prevFound bool
+		before    *record // the live version at beginRev, if any
+	)
+	if e, pending := tx.ov.get(key); pending {
+		prev, prevFound, before = e.rec, true, e.before
+		tx.events[e.event].inline = encodeRecord(&e.rec)
+	} else {
+		old, oldRaw, found, err := tx.latest(key)
+		if err != nil {
+			return err
+		}
+		if found {
+			if old.mod.Main >= rev.Main {
+				tx.s.lg.Panic("latest version is not older than the revision being written",
+					zap.ByteString("key", key), zap.Int64("latest", old.mod.Main), zap.Int64("rev", rev.Main))
+			}
+			tx.b.Put(engine.CFHistory, appendHistoryKey(nil, key, old.mod.Main), oldRaw)
+			if !old.tombstone {
+				before = &old
+			}
+		}
+		prev, prevFound = old, found
+	}
+	live := prevFound && !prev.tombstone
+	nr := record{mod: rev, tombstone: del}
+	if !del {
+		nr.lease, nr.value = lease, value
+		nr.create, nr.version = rev.Main, 1
+		if live {
+			nr.create, nr.version = prev.create, prev.version+1
+		}
+	}
+	tx.b.Put(engine.CFKV, key, encodeRecord(&nr))
+
+	var oldLease int64
+	if live {
+		oldLease = prev.lease
+	}
+	if oldLease != nr.lease {
+		if oldLease != 0 {
+			tx.b.Delete(engine.CFLease, attachKey(oldLease, key))
+		}
+		if nr.lease != 0 {
+			tx.b.Put(engine.CFLease, attachKey(nr.lease, key), nil)
+		}
+	}
+
+	ev := eventEntry{del: del, sub: rev.Sub, key: key}
+	if before != nil {
+		ev.superseded = before.mod.Main
+	}
+	tx.events = append(tx.events, ev)
+	tx.ov.set(key, ovEntry{rec: nr, event: len(tx.events) - 1, before: before})
+
+	if tx.live != nil {
+		tx.live = append(tx.live, makeEvent(key, &nr, before))
+	}
+	return nil
+}
+
+// makeEvent builds the watch event of version rec of key; before is the
+// key's live version at rev-1, if any. As etcd's watch, a create event (a
+// put with create == mod revision) has no prev KV.
+func makeEvent(key []byte, rec *record, before *record) mvccpb.Event {
+	var e mvccpb.Event
+	if rec.tombstone {
+		e.Type = mvccpb.DELETE
+		e.Kv = &mvccpb.KeyValue{Key: bytes.Clone(key), ModRevision: rec.mod.Main}
+	} else {
+		e.Type = mvccpb.PUT
+		kv := toKV(key, rec)
+		e.Kv = &kv
+	}
+	if before != nil && !(e.Type == mvccpb.PUT && rec.create == rec.mod.Main) {
+		kv := toKV(key, before)
+		e.PrevKv = &kv
+	}
+	return e
+}
+
+// liveKeys returns the keys in [key, end) that exist in the txn's current
+// view (end nil: the single key).
+func (tx *writeTxn) liveKeys(key, end []byte) ([][]byte, error) {
+	v := tx.view()
+	rd := reader{src: v.src, rev: v.base, ov: v.ov}
+	defer rd.close()
+	if end == nil {
+		_, ok, err := rd.get(key)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return [][]byte{key}, nil
+	}
+	var keys [][]byte
+	err := rd.scan(context.Background(), key, end, func(k []byte, _ *record) bool {
+		keys = append(keys, append([]byte(nil), k...))
+		return true
+	})
+	return keys, err
+}
+
+// deleteRangeKeys is etcd's storeTxnWrite.deleteRange.
+func (tx *writeTxn) deleteRangeKeys(key, end []byte) (int64, error) {
+	keys, err := tx.liveKeys(key, end)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := tx.write(k, nil, 0, true); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(keys)), nil
+}
+
+// put is etcd's txn.put: the PutRequest semantics on top of write.
+func (tx *writeTxn) put(ctx context.Context, p *pb.PutRequest) (*pb.PutResponse, error) {
+	resp := &pb.PutResponse{Header: &pb.ResponseHeader{}}
+	val, leaseID := p.Value, p.Lease
+	var rr *rangeResult
+	if p.IgnoreValue || p.IgnoreLease || p.PrevKv {
+		var err error
+		rr, err = tx.view().rangeKeys(ctx, p.Key, nil, 0, 0, false)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if p.IgnoreValue || p.IgnoreLease {
+		if rr == nil || len(rr.kvs) == 0 {
+			// ignore_{lease,value} flag expects previous key-value pair
+			return nil, ErrKeyNotFound
+		}
+	}
+	if p.IgnoreValue {
+		val = rr.kvs[0].Value
+	}
+	if p.IgnoreLease {
+		leaseID = rr.kvs[0].Lease
+	}
+	if p.PrevKv && rr != nil && len(rr.kvs) != 0 {
+		resp.PrevKv = &rr.kvs[0]
+	}
+	if err := tx.write(p.Key, val, leaseID, false); err != nil {
+		return nil, err
+	}
+	resp.Header.Revision = tx.beginRev + 1
+	return resp, nil
+}
+
+// deleteRange is etcd's txn.deleteRange.
+func (tx *writeTxn) deleteRange(ctx context.Context, dr *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{}}
+	end := mkGteRange(dr.RangeEnd)
+	if dr.PrevKv {
+		rr, err := tx.view().rangeKeys(ctx, dr.Key, end, 0, 0, false)
+		if err != nil {
+			return nil, err
+		}
+		if rr != nil {
+			resp.PrevKvs = make([]*mvccpb.KeyValue, len(rr.kvs))
+			for i := range rr.kvs {
+				resp.PrevKvs[i] = &rr.kvs[i]
+			}
+		}
+	}
+	n, err := tx.deleteRangeKeys(dr.Key, end)
+	if err != nil {
+		return nil, err
+	}
+	resp.Deleted = n
+	resp.Header.Revision = tx.beginRev
+	if n != 0 || len(tx.events) > 0 {
+		resp.Header.Revision = tx.beginRev + 1
+	}
+	return resp, nil
+}
+
+// Put applies raft entry index, a PutRequest, as etcd's apply does: the
+// lease must exist, ignore_value/ignore_lease need an existing key.
+func (s *Store) Put(index uint64, r *pb.PutRequest) (*pb.PutResponse, error) {
+	var resp *pb.PutResponse
+	err := s.applyWrite(index, func(tx *writeTxn) error {
+		if err := ValidatePut(r); err != nil {
+			return err
+		}
+		if r.Lease != 0 && !s.leases.exists(r.Lease) {
+			return ErrLeaseNotFound
+		}
+		var err error
+		resp, err = tx.put(context.Background(), r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// DeleteRange applies raft entry index, a DeleteRangeRequest. Deleting
+// nothing creates no revision.
+func (s *Store) DeleteRange(index uint64, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	var resp *pb.DeleteRangeResponse
+	err := s.applyWrite(index, func(tx *writeTxn) error {
+		if err := ValidateDeleteRange(r); err != nil {
+			return err
+		}
+		var err error
+		resp, err = tx.deleteRange(context.Background(), r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}

@@ -1,0 +1,259 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/tuning"
+)
+
+// Config is one member's configuration. Field comments give the etcd flag
+// each field answers to and its default, which DefaultConfig fills in.
+type Config struct {
+	// Name is the member's human-readable name (--name). Default "default".
+	Name string
+	// DataDir holds the engine and staged snapshots (--data-dir).
+	// Default "<name>.etcd", as etcd.
+	DataDir string
+	// ListenClientURLs are the client listeners (--listen-client-urls).
+	// Default http://localhost:2379.
+	ListenClientURLs []string
+	// AdvertiseClientURLs are the client URLs told to the cluster
+	// (--advertise-client-urls). Default http://localhost:2379.
+	AdvertiseClientURLs []string
+	// ListenPeerURLs are the peer listeners (--listen-peer-urls).
+	// Default http://localhost:2380.
+	ListenPeerURLs []string
+	// InitialAdvertisePeerURLs are this member's peer URLs
+	// (--initial-advertise-peer-urls). Default http://localhost:2380.
+	InitialAdvertisePeerURLs []string
+	// InitialCluster lists the initial members (--initial-cluster).
+	// Default "<name>=<initial advertise peer URLs>".
+	InitialCluster string
+	// InitialClusterState is "new" or "existing" (--initial-cluster-state).
+	// Default "new".
+	InitialClusterState string
+	// InitialClusterToken seeds member and cluster IDs
+	// (--initial-cluster-token). Default "etcd-cluster".
+	InitialClusterToken string
+
+	// SnapshotCount is how many applied entries trigger a raft log
+	// truncation (--snapshot-count). Default 10000.
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries are kept after a truncation so slow followers
+	// catch up from the log instead of a snapshot. Default 5000.
+	SnapshotCatchUpEntries uint64
+	// HeartbeatInterval is the raft tick (--heartbeat-interval, in ms on
+	// the command line). Default 100ms.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout (--election-timeout, in ms). Default 1000ms.
+	ElectionTimeout time.Duration
+
+	// QuotaBackendBytes raises the NOSPACE alarm when the engine's live
+	// data exceeds it (--quota-backend-bytes). Default 2 GiB as etcd;
+	// 0 means the default, negative disables the quota.
+	QuotaBackendBytes int64
+	// MaxRequestBytes bounds a client request (--max-request-bytes).
+	// Default 1.5 MiB.
+	MaxRequestBytes int
+	// MaxTxnOps bounds the operations of one txn (--max-txn-ops).
+	// Default 128.
+	MaxTxnOps int
+	// MaxConcurrentStreams bounds gRPC streams per client connection
+	// (--max-concurrent-streams). Default 2^32-1 as etcd.
+	MaxConcurrentStreams uint32
+	// MaxPendingProposals bounds proposals waiting for raft; beyond it
+	// clients get "etcdserver: too many requests". Default 4096.
+	MaxPendingProposals int
+	// RequestTimeout bounds how long a write waits to be applied.
+	// Default 7s (etcd: 5s + 2 * election timeout).
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests
+	// before closing connections. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// AutoCompactionMode is "periodic" or "revision"
+	// (--auto-compaction-mode). Default "periodic".
+	AutoCompactionMode string
+	// AutoCompactionRetention: for periodic a duration ("1h", or a plain
+	// number of hours), for revision a number of revisions
+	// (--auto-compaction-retention). Default "0" (off).
+	AutoCompactionRetention string
+
+	// LeaseCheckpointInterval is how often the leader persists remaining
+	// lease TTLs through raft, so a leader change does not reset them.
+	// Default 5m (etcd's --experimental-lease-checkpoint-interval).
+	LeaseCheckpointInterval time.Duration
+	// LeaseCheckInterval is how often the leader looks for expired leases.
+	// Default 500ms.
+	LeaseCheckInterval time.Duration
+	// MaxLeases bounds the number of leases. Default 1,000,000.
+	MaxLeases int
+
+	// Engine are the RocksDB options (--engine-preset, then
+	// --engine-options-file, then overrides). Default tuning.Default().
+	Engine tuning.Options
+
+	// Logger receives the server's logs. Default a production zap logger.
+	Logger *zap.Logger
+}
+
+// DefaultConfig returns the defaults every field's comment states.
+func DefaultConfig() Config {
+	return Config{
+		Name:                     "default",
+		ListenClientURLs:         []string{"http://localhost:2379"},
+		AdvertiseClientURLs:      []string{"http://localhost:2379"},
+		ListenPeerURLs:           []string{"http://localhost:2380"},
+		InitialAdvertisePeerURLs: []string{"http://localhost:2380"},
+		InitialClusterState:      "new",
+		InitialClusterToken:      "etcd-cluster",
+		SnapshotCount:            10000,
+		SnapshotCatchUpEntries:   5000,
+		HeartbeatInterval:        100 * time.Millisecond,
+		ElectionTimeout:          1000 * time.Millisecond,
+		QuotaBackendBytes:        2 << 30,
+		MaxRequestBytes:          1572864,
+		MaxTxnOps:                128,
+		MaxConcurrentStreams:     ^uint32(0),
+		MaxPendingProposals:      4096,
+		RequestTimeout:           7 * time.Second,
+		ShutdownTimeout:          10 * time.Second,
+		AutoCompactionMode:       "periodic",
+		AutoCompactionRetention:  "0",
+		LeaseCheckpointInterval:  5 * time.Minute,
+		LeaseCheckInterval:       500 * time.Millisecond,
+		MaxLeases:                1_000_000,
+		Engine:                   tuning.Default(),
+	}
+}
+
+// fillDerived fills the fields whose defaults depend on others.
+func (c *Config) fillDerived() {
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".etcd"
+	}
+	if c.InitialCluster == "" {
+		parts := make([]string, 0, len(c.InitialAdvertisePeerURLs))
+		for _, u := range c.InitialAdvertisePeerURLs {
+			parts = append(parts, c.Name+"="+u)
+		}
+		c.InitialCluster = strings.Join(parts, ",")
+	}
+	if c.QuotaBackendBytes == 0 {
+		c.QuotaBackendBytes = 2 << 30
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports every invalid field at once.
+func (c *Config) Validate() error {
+	c.fillDerived()
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Name == "" {
+		bad("--name must not be empty")
+	}
+	checkURLs := func(flag string, urls []string) {
+		if len(urls) == 0 {
+			bad("%s must not be empty", flag)
+		}
+		for _, u := range urls {
+			if err := checkURL(u); err != nil {
+				bad("%s: %v", flag, err)
+			}
+		}
+	}
+	checkURLs("--listen-client-urls", c.ListenClientURLs)
+	checkURLs("--advertise-client-urls", c.AdvertiseClientURLs)
+	checkURLs("--listen-peer-urls", c.ListenPeerURLs)
+	checkURLs("--initial-advertise-peer-urls", c.InitialAdvertisePeerURLs)
+	if c.InitialClusterState != "new" && c.InitialClusterState != "existing" {
+		bad("--initial-cluster-state must be new or existing, not %q", c.InitialClusterState)
+	}
+	if members, err := parseInitialCluster(c.InitialCluster, c.InitialClusterToken); err != nil {
+		errs = append(errs, err)
+	} else {
+		found := false
+		for _, m := range members {
+			if m.Name == c.Name {
+				found = true
+				if !sameURLs(m.PeerURLs, c.InitialAdvertisePeerURLs) {
+					bad("--initial-cluster has %s=%s but --initial-advertise-peer-urls is %s",
+						c.Name, strings.Join(m.PeerURLs, ","), strings.Join(c.InitialAdvertisePeerURLs, ","))
+				}
+			}
+		}
+		if !found {
+			bad("--initial-cluster %q does not name this member %q", c.InitialCluster, c.Name)
+		}
+	}
+	if c.HeartbeatInterval <= 0 {
+		bad("--heartbeat-interval must be positive")
+	}
+	if c.ElectionTimeout < 5*c.HeartbeatInterval {
+		bad("--election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.ElectionTimeout > 50*time.Second {
+		bad("--election-timeout %v is longer than 50s", c.ElectionTimeout)
+	}
+	if c.SnapshotCount == 0 {
+		bad("--snapshot-count must be positive")
+	}
+	if c.MaxRequestBytes <= 0 {
+		bad("--max-request-bytes must be positive")
+	}
+	if c.MaxTxnOps <= 0 {
+		bad("--max-txn-ops must be positive")
+	}
+	if c.MaxPendingProposals <= 0 {
+		bad("max pending proposals must be positive")
+	}
+	if c.MaxLeases <= 0 {
+		bad("max leases must be positive")
+	}
+	if c.LeaseCheckInterval <= 0 || c.LeaseCheckpointInterval <= 0 {
+		bad("lease check and checkpoint intervals must be positive")
+	}
+	if _, _, err := parseAutoCompaction(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Engine.Validate(); err != nil {
+		bad("engine options: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func sameURLs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, u := range a {
+		seen[normalizeURL(u)]++
+	}
+	for _, u := range b {
+		seen[normalizeURL(u)]--
+	}
+	for _, n := range seen {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func normalizeURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Scheme + "://" + u.Host
+}
