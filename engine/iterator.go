@@ -29,9 +29,9 @@ type Iterator struct {
 	ro     *grocksdb.ReadOptions
 	bounds [2][]byte // kept reachable: RocksDB reads them while iterating
 
-	key, value       []byte
-	keyOK, valueOK   bool
-	closed           bool
+	key, value     []byte
+	keyOK, valueOK bool
+	closed         bool
 }
 
 // NewIterator returns an iterator over cf at the current state.
