@@ -260,13 +260,13 @@ func (n *Node) propose(first *proposal) {
 	}
 	err := n.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: n.cfg.ID, Entries: ents})
 	err = n.proposeError(err)
+	n.ctr.proposals.add(uint64(len(ents)))
+	n.ctr.proposalBatches.add(1)
 	for i, p := range batch {
 		p.done <- err
 		batch[i] = nil
 	}
 	n.propBatch = batch[:0]
-	n.ctr.proposals.add(uint64(len(ents)))
-	n.ctr.proposalBatches.add(1)
 }
 
 // proposeError maps raft's refusal of a proposal to the error etcd returns.

@@ -22,7 +22,11 @@ func (s *Server) newWatchServer() *watch.Server {
 type kvSource struct{ s *Server }
 
 func (k kvSource) Rev() int64          { return k.s.kv.Rev() }
-func (k kvSource) CompactedRev() int64 { return k.s.kv.CompactedRev() }
+// CompactedRev is one below the store's compaction revision: the store
+// still serves the events of the compaction revision itself (a watch may
+// start there, as in etcd), and the watch source's contract names the last
+// revision that is gone.
+func (k kvSource) CompactedRev() int64 { return max(k.s.kv.CompactedRev()-1, 0) }
 
 func (k kvSource) Events(fromRev, toRev int64, key, end []byte, maxEvents int) ([]mvccpb.Event, int64, error) {
 	return k.s.kv.Events(fromRev, toRev, key, end, maxEvents)

@@ -99,10 +99,22 @@ func (st *stream) catchUpGroup(g *catchUpGroup, to int64) bool {
 		<-s.catchUpSem
 		if err != nil {
 			if errors.Is(err, s.cfg.ErrCompacted) {
-				for _, w := range g.ws {
+				// Only the watchers standing at or below the compacted
+				// revision are lost; the rest of the group reads again
+				// next round from their own min next.
+				compacted, n := s.src.CompactedRev(), 0
+				for i, w := range g.ws {
+					if g.nexts[i] > compacted {
+						continue
+					}
+					n++
 					if !st.compactWatcher(w) {
 						return false
 					}
+				}
+				if n == 0 {
+					s.lg.Panic("watch: Source.Events reported compaction above CompactedRev",
+						zap.Int64("from", g.from), zap.Int64("compacted", compacted))
 				}
 				return true
 			}
@@ -212,7 +224,9 @@ func (st *stream) compactWatcher(w *watcher) bool {
 		return true
 	}
 	delete(st.unsynced, w)
-	st.notReady--
+	// w stays in st.notReady until its cancel is queued: a progress
+	// notification must not overtake the cancel of a watcher that is
+	// missing events.
 	s.mu.slow--
 	s.mu.watchers--
 	w.state = stateCompacted
@@ -220,10 +234,13 @@ func (st *stream) compactWatcher(w *watcher) bool {
 	compactRev := s.src.CompactedRev() + 1
 	s.mu.Unlock()
 	ok := st.enqueueWait(entry{
-		resp:   &pb.WatchResponse{Header: s.cfg.Header(0), WatchId: w.id, CompactRevision: compactRev, Canceled: true},
+		resp: &pb.WatchResponse{Header: s.cfg.Header(0), WatchId: w.id, CompactRevision: compactRev, Canceled: true},
+		// Dropped if the client's cancel got queued first.
+		w:      w,
 		closes: w,
 	}, st.ctrlLimit)
 	s.mu.Lock()
+	st.notReady--
 	s.maybeProgressLocked(st)
 	s.mu.Unlock()
 	return ok

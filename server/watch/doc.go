@@ -12,6 +12,15 @@
 // larger than MaxRequestBytes), until it is canceled by the client, by
 // compaction (compact_revision set), or the stream ends.
 //
+// Numbers a client sees: the header revision of an event response is the
+// last revision it covers (live: the events' revision, as etcd; catch-up:
+// never more than was sent, because clientv3 resumes after it); of a
+// progress notification, the last revision fanned out. compact_revision is
+// Source.CompactedRev()+1, the smallest revision a watch may start from
+// (clientv3: "the minimum revision the watcher may receive"), which is
+// etcd's number when the store can serve events at its compaction revision
+// and reports CompactedRev as one below it.
+//
 // # Design
 //
 // One Subscription per Server feeds one dispatcher goroutine. The dispatcher

@@ -402,50 +402,65 @@ func newCollector() *collector {
 
 func (c *collector) add(t testing.TB, resp *pb.WatchResponse) {
 	t.Helper()
+	if err := c.addErr(resp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addErr records resp, or reports a broken per-watcher invariant.
+func (c *collector) addErr(resp *pb.WatchResponse) error {
 	id := resp.WatchId
 	if resp.Header == nil {
-		t.Fatalf("response without header: %v", resp)
+		return fmt.Errorf("response without header: %v", resp)
 	}
 	switch {
 	case resp.Created:
 		if resp.Canceled {
 			c.canceled[id] = resp
-			return
+			return nil
 		}
 		if c.created[id] != nil && c.canceled[id] == nil {
-			t.Fatalf("watch %d created twice", id)
+			return fmt.Errorf("watch %d created twice", id)
 		}
 		c.created[id] = resp
 		delete(c.canceled, id)
 		c.events[id] = nil
-		return
+		return nil
 	case id == -1:
 		c.progress = append(c.progress, resp)
-		return
+		return nil
 	}
 	if c.created[id] == nil {
-		t.Fatalf("response for watch %d before created: %v", id, resp)
+		return fmt.Errorf("response for watch %d before created: %v", id, resp)
 	}
-	if c.canceled[id] != nil {
-		t.Fatalf("response for watch %d after canceled: %v", id, resp)
+	if prev := c.canceled[id]; prev != nil {
+		// Only the client's cancel of a compacted watcher may follow, as etcd.
+		if prev.CompactRevision != 0 && resp.Canceled && resp.CompactRevision == 0 && len(resp.Events) == 0 {
+			return nil
+		}
+		return fmt.Errorf("response for watch %d after canceled: %v", id, resp)
 	}
 	if resp.Canceled {
 		c.canceled[id] = resp
-		return
+		return nil
 	}
 	c.responses[id]++
 	if resp.Fragment {
 		c.frag[id] = append(c.frag[id], resp.Events...)
-		return
+		return nil
 	}
 	evs := append(c.frag[id], resp.Events...)
 	delete(c.frag, id)
 	for _, ev := range evs {
 		if ev.Kv.ModRevision > resp.Header.Revision {
-			t.Fatalf("watch %d: event at %d in a response with header revision %d", id, ev.Kv.ModRevision, resp.Header.Revision)
+			return fmt.Errorf("watch %d: event at %d in a response with header revision %d", id, ev.Kv.ModRevision, resp.Header.Revision)
+		}
+		if n := len(c.events[id]); n > 0 && c.events[id][n-1].Kv.ModRevision > ev.Kv.ModRevision {
+			return fmt.Errorf("watch %d: event at %d after one at %d", id, ev.Kv.ModRevision, c.events[id][n-1].Kv.ModRevision)
 		}
 		c.events[id] = append(c.events[id], *ev)
 	}
+	return nil
 }
 
 // sameEvents compares received events with expected ones, field by field.

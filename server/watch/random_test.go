@@ -48,7 +48,8 @@ func runRandomized(t *testing.T, seed uint64) {
 	h := newHarness(t, src, cfg)
 
 	const numStreams, numKeys, numOps = 3, 8, 600
-	var mu sync.Mutex // guards specs and collectors
+	var mu sync.Mutex // guards specs, collectors, readErr
+	var readErr error
 	specs := map[[2]int64]*watchSpec{}
 	cols := make([]*collector, numStreams)
 	streams := make([]*rawStream, numStreams)
@@ -74,9 +75,11 @@ func runRandomized(t *testing.T, seed uint64) {
 					}
 				}
 				mu.Lock()
-				cols[i].add(t, resp)
-				if resp.WatchId == -1 && !resp.Created {
-					checkProgress(t, src, specs, cols[i], i, resp.Header.Revision)
+				if err := cols[i].addErr(resp); err != nil && readErr == nil {
+					readErr = fmt.Errorf("stream %d: %v", i, err)
+				}
+				if resp.WatchId == -1 && !resp.Created && readErr == nil {
+					readErr = checkProgress(src, specs, cols[i], i, resp.Header.Revision)
 				}
 				mu.Unlock()
 			}
@@ -126,19 +129,23 @@ func runRandomized(t *testing.T, seed uint64) {
 		case n < 8:
 			newWatch()
 		case n < 10:
+			var victim *watchSpec
 			mu.Lock()
 			for _, sp := range specs {
 				if !sp.canceled && rng.IntN(4) == 0 {
 					sp.canceled = true
-					streams[sp.stream].cancelWatch(sp.id)
+					victim = sp
 					break
 				}
 			}
 			mu.Unlock()
+			if victim != nil { // not under mu: Send may wait for the reader
+				streams[victim.stream].cancelWatch(victim.id)
+			}
 		case n < 12:
 			streams[rng.IntN(numStreams)].requestProgress()
 		case n < 13:
-			src.compact(src.Rev() - int64(rng.IntN(150)))
+			src.compact(src.Rev() - 50 - int64(rng.IntN(150)))
 		default:
 			var ops []fakeOp
 			for j := 0; j <= rng.IntN(3); j++ {
@@ -159,9 +166,6 @@ func runRandomized(t *testing.T, seed uint64) {
 	// Wait for every watcher to be complete, then compare exactly.
 	complete := func(sp *watchSpec) (bool, error) {
 		c := cols[sp.stream]
-		if c.canceled[sp.id] != nil && c.canceled[sp.id].CompactRevision == 0 && !c.canceled[sp.id].Created {
-			return true, nil // canceled by the test: checked as a prefix
-		}
 		cr := c.created[sp.id]
 		if cr == nil {
 			return false, nil
@@ -178,9 +182,15 @@ func runRandomized(t *testing.T, seed uint64) {
 		if err := sameEvents(got, want[:len(got)]); err != nil {
 			return true, fmt.Errorf("watch %+v: %v", sp, err)
 		}
+		if sp.canceled {
+			return true, nil // canceled by the test: a correct prefix is all it owes
+		}
 		if cc := c.canceled[sp.id]; cc != nil && cc.CompactRevision != 0 {
-			if len(got) < len(want) && want[len(got)].Kv.ModRevision >= cc.CompactRevision {
-				return true, fmt.Errorf("watch %+v: canceled at compact revision %d but missed event at %d", sp, cc.CompactRevision, want[len(got)].Kv.ModRevision)
+			// It stood at some next with start <= next <= compacted
+			// when canceled, past every event it got.
+			if start >= cc.CompactRevision || cc.CompactRevision > src.CompactedRev()+1 ||
+				(len(got) > 0 && got[len(got)-1].Kv.ModRevision >= cc.CompactRevision) {
+				return true, fmt.Errorf("watch %+v: bad compaction cancel at %d (compacted %d)", sp, cc.CompactRevision, src.CompactedRev())
 			}
 			return true, nil
 		}
@@ -190,7 +200,7 @@ func runRandomized(t *testing.T, seed uint64) {
 	for {
 		mu.Lock()
 		pending := 0
-		var firstErr error
+		firstErr := readErr
 		for _, sp := range specs {
 			ok, err := complete(sp)
 			if err != nil && firstErr == nil {
@@ -218,17 +228,25 @@ func runRandomized(t *testing.T, seed uint64) {
 	}
 	close(done)
 	wg.Wait()
-	progress := 0
+	progress, compacted, events := 0, 0, 0
 	for _, c := range cols {
 		progress += len(c.progress)
+		for _, cc := range c.canceled {
+			if cc.CompactRevision != 0 {
+				compacted++
+			}
+		}
+		for _, evs := range c.events {
+			events += len(evs)
+		}
 	}
-	t.Logf("%d revisions, %d watchers, %d progress notifications", final, len(specs), progress)
+	t.Logf("%d revisions, %d watchers (%d canceled by compaction), %d events, %d progress notifications",
+		final, len(specs), compacted, events, progress)
 }
 
 // checkProgress: at a progress notification of revision p on stream i,
 // every live watcher created on it has all its events at or below p.
-func checkProgress(t *testing.T, src *fakeSource, specs map[[2]int64]*watchSpec, c *collector, i int, p int64) {
-	t.Helper()
+func checkProgress(src *fakeSource, specs map[[2]int64]*watchSpec, c *collector, i int, p int64) error {
 	for k, sp := range specs {
 		if k[0] != int64(i) || c.created[sp.id] == nil || c.canceled[sp.id] != nil {
 			continue
@@ -239,7 +257,8 @@ func checkProgress(t *testing.T, src *fakeSource, specs map[[2]int64]*watchSpec,
 		}
 		want := src.expected(sp.key, sp.end, start, p, sp.v)
 		if got := c.events[sp.id]; len(got) < len(want) {
-			t.Errorf("progress at %d on stream %d before watch %d had its events: %d of %d", p, i, sp.id, len(got), len(want))
+			return fmt.Errorf("progress at %d on stream %d before watch %d had its events: %d of %d", p, i, sp.id, len(got), len(want))
 		}
 	}
+	return nil
 }

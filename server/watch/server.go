@@ -17,6 +17,12 @@ import (
 // can shorten it.
 var lagPollInterval = 20 * time.Millisecond
 
+// closeStreamsWait bounds how long Close waits for stream handlers to
+// return. A handler whose client stopped reading is blocked in gRPC's Send
+// until the gRPC server stops (which cancels the stream); Close does not
+// wait for that. A var so tests can shorten it.
+var closeStreamsWait = 5 * time.Second
+
 // allKeys is the [key, end) of the whole keyspace, as Source.Events takes it.
 var allKeys = []byte{0}
 
@@ -115,7 +121,8 @@ func (s *Server) Stats() Stats {
 // clientv3 reconnects, possibly to another member, and resumes from the
 // revision after the last it received), refuses new streams the same way,
 // stops the dispatcher and closes the subscription. It waits for the
-// stream handlers to return.
+// stream handlers to return, at most closeStreamsWait (5 s): stop the gRPC
+// server after Close to end streams whose client is not reading.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -124,7 +131,16 @@ func (s *Server) Close() {
 		close(s.stopc)
 		<-s.runDone
 		s.sub.Close()
-		s.streamsWG.Wait()
+		done := make(chan struct{})
+		go func() {
+			s.streamsWG.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeStreamsWait):
+			s.lg.Warn("watch streams still sending at close; they end when the gRPC server stops")
+		}
 	})
 }
 

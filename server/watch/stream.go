@@ -53,8 +53,10 @@ type entry struct {
 	resp *pb.WatchResponse
 	// w: an event response for w, dropped if w is closed by then.
 	w *watcher
-	// closes: a final control response for this watcher; queuing it closes
-	// the watcher (nothing for it may follow).
+	// closes: a final response for this watcher; queuing it closes the
+	// watcher (nothing for it may follow but the answer to the client's
+	// cancel, which has closes set and w nil, as etcd answers it even
+	// after a compaction cancel).
 	closes *watcher
 }
 

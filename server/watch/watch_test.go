@@ -626,3 +626,31 @@ func TestClientv3ResumesAfterServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Close does not hang on a client that stopped reading; stopping the gRPC
+// server then ends that stream.
+func TestCloseWithStalledClient(t *testing.T) {
+	defer func(d time.Duration) { closeStreamsWait = d }(closeStreamsWait)
+	closeStreamsWait = 200 * time.Millisecond
+	src := newFakeSource(64)
+	h := newHarness(t, src, Config{SendQueueResponses: 4})
+	r := h.raw()
+	r.create(&pb.WatchCreateRequest{Key: []byte("k")})
+	waitFor(t, waitTimeout, "watcher", func() bool { return h.srv.Stats().Watchers == 1 })
+	big := strings.Repeat("x", 64*1024)
+	for i := 0; i < 100; i++ { // far beyond gRPC's flow-control windows
+		src.put("k", big)
+	}
+	waitFor(t, waitTimeout, "slow watcher", func() bool { return h.srv.Stats().SlowWatchers == 1 })
+	closed := make(chan struct{})
+	go func() {
+		h.srv.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(waitTimeout):
+		t.Fatal("Close hung on a stalled client")
+	}
+	h.gs.Stop()
+}
