@@ -281,6 +281,7 @@ func (s *Server) Serve() error {
 	peerMux.Handle("/raft/", s.tr.Handler())
 	peerMux.HandleFunc("/members", s.serveMembers)
 	s.peerSrv = &http.Server{Handler: peerMux, ReadHeaderTimeout: 5 * time.Second}
+	s.tr.ConfigureServer(s.peerSrv) // cleartext HTTP/2 for the raft streams
 	for _, u := range s.cfg.ListenPeerURLs {
 		ln, err := listen(u)
 		if err != nil {

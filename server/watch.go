@@ -21,7 +21,8 @@ func (s *Server) newWatchServer() *watch.Server {
 // kvSource adapts the mvcc store to the watch server's Source.
 type kvSource struct{ s *Server }
 
-func (k kvSource) Rev() int64          { return k.s.kv.Rev() }
+func (k kvSource) Rev() int64 { return k.s.kv.Rev() }
+
 // CompactedRev is one below the store's compaction revision: the store
 // still serves the events of the compaction revision itself (a watch may
 // start there, as in etcd), and the watch source's contract names the last

@@ -8,7 +8,18 @@
 // same peer listener as any other peer endpoint, as etcd's rafthttp does.
 // HTTP/2 gives a full-duplex request per stream, which is all a raft stream
 // needs: the sender writes frames into the request body, the receiver
-// answers pings on the response body.
+// answers pings on the response body. gRPC would add a hand-written service
+// descriptor, a bytes codec, its own message-size limits and a second
+// server beside the peer mux, for the same HTTP/2 stream underneath. The
+// peer http.Server must be set up with ConfigureServer (it enables h2c);
+// otherwise dials fail with ErrNotHTTP2.
+//
+// Liveness: the sender pings every Config.PingInterval; the pong gives
+// PeerStats.RTT. A stream on which, for Config.IdleTimeout, no pong arrived
+// and no write went through (HTTP/2 flow control passes writes only as the
+// peer reads) is closed and redialed, as is an inbound stream or snapshot
+// that received nothing for that long. ActiveSince is the time the current
+// outbound stream was accepted, zero while there is none.
 //
 // Endpoints (all POST, all checked for protocol version, cluster ID, target
 // member ID and a known sender before any byte of the body is read):

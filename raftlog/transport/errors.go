@@ -27,7 +27,9 @@ var (
 	ErrSnapshotChecksum    = errors.New("transport: snapshot checksum mismatch")
 	ErrSnapshotBusy        = errors.New("transport: snapshot receive already in progress")
 	ErrSnapshotLayout      = errors.New("transport: snapshot directory must hold only regular files")
-	ErrSnapshotRejected    = errors.New("transport: snapshot rejected by receiver")
+	// ErrNotHTTP2 is a peer connection that is not HTTP/2: the peer's
+	// server was not set up with Transport.ConfigureServer.
+	ErrNotHTTP2 = errors.New("transport: peer connection is not HTTP/2 (set up the peer server with Transport.ConfigureServer)")
 )
 
 // wireErrors are the sentinels a receiver may answer with.
@@ -35,6 +37,7 @@ var wireErrors = []error{
 	ErrStopped, ErrClusterIDMismatch, ErrMemberIDMismatch, ErrUnknownPeer,
 	ErrIncompatibleVersion, ErrFrameTooLarge, ErrBadFrame, ErrBlackholed,
 	ErrSnapshotChecksum, ErrSnapshotBusy, ErrSnapshotLayout, ErrPeerIdle,
+	ErrNotHTTP2,
 }
 
 // writeError answers a request with err's text, whose first line the sender

@@ -163,9 +163,19 @@ func testConfig(tb testing.TB, id, cluster uint64) Config {
 	}
 }
 
+// testLogger logs errors to the test log; TRANSPORT_TEST_LOG=debug logs
+// everything there, TRANSPORT_TEST_LOG=stderr everything to stderr at once
+// (for a hung benchmark, whose test log shows only at its end).
 func testLogger(tb testing.TB) *zap.Logger {
-	if os.Getenv("TRANSPORT_TEST_LOG") != "" {
+	switch os.Getenv("TRANSPORT_TEST_LOG") {
+	case "debug":
 		return zaptest.NewLogger(tb)
+	case "stderr":
+		lg, err := zap.NewDevelopment()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return lg
 	}
 	return zaptest.NewLogger(tb, zaptest.Level(zap.ErrorLevel))
 }
@@ -199,6 +209,26 @@ func newMember(tb testing.TB, cfg Config, addr string, serve bool) *member {
 	}
 	return m
 }
+
+// newMemberWith is newMember, serving, with r as its Raft; r must wrap
+// fake, which the member's raft field then points to.
+func newMemberWith(tb testing.TB, cfg Config, r interface {
+	Raft
+	recorder() *fakeRaft
+}) *member {
+	tb.Helper()
+	m := newMember(tb, cfg, "", false)
+	m.tr.Stop()
+	var err error
+	if m.tr, err = New(cfg, r, m.src, m.sink, testLogger(tb)); err != nil {
+		tb.Fatal(err)
+	}
+	m.raft = r.recorder()
+	m.serve()
+	return m
+}
+
+func (r *fakeRaft) recorder() *fakeRaft { return r }
 
 // serve starts the peer server on the member's listener.
 func (m *member) serve() {

@@ -124,12 +124,16 @@ func (p *peer) streamSnapshot(m *raftpb.Message, drop bool, delay time.Duration)
 		wrote <- written{err: err, ack: ack}
 	}()
 	resp, err := p.t.snapshotRT.RoundTrip(req)
+	if err != nil && isHTTP1Answer(err) {
+		err = fmt.Errorf("%w: %s: %v", ErrNotHTTP2, url, err)
+	}
 	if err == nil {
 		if resp.StatusCode != http.StatusNoContent {
 			err = errorFromResponse(resp)
 		}
 		_ = resp.Body.Close()
 	}
+	closeErr := err
 	if err != nil {
 		// The receiver gave up, maybe before reading everything: unblock
 		// the writer.
@@ -141,7 +145,7 @@ func (p *peer) streamSnapshot(m *raftpb.Message, drop bool, delay time.Duration)
 	}
 	// The writer's error is the cause unless it only echoes the request's
 	// failure (our CloseWithError above, or the client closing the body).
-	if w.err != nil && w.err != err && !errors.Is(w.err, io.ErrClosedPipe) {
+	if w.err != nil && w.err != closeErr && !errors.Is(w.err, io.ErrClosedPipe) {
 		if err != nil {
 			return 0, fmt.Errorf("%w (request: %v)", w.err, err)
 		}
@@ -191,8 +195,8 @@ func (p *peer) writeSnapshot(w *io.PipeWriter, m *raftpb.Message, dir string, fi
 	write := func(b []byte) error {
 		timer.Reset(cfg.IdleTimeout)
 		_, err := w.Write(b)
-		if !timer.Stop() && err == nil {
-			err = ErrWriteTimeout
+		if !timer.Stop() {
+			err = ErrWriteTimeout // the Write itself saw a closed pipe
 		}
 		if err == nil {
 			p.counters.bytesSent.Add(uint64(len(b)))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,9 +78,12 @@ type outStream struct {
 	cancel context.CancelFunc
 	// writeTimer aborts a write that blocks longer than IdleTimeout.
 	writeTimer *time.Timer
-	// lastPong is when the latest pong arrived, in nanoseconds since the
-	// transport's epoch.
-	lastPong atomic.Int64
+	// lastAlive is when the peer last showed it is there, in nanoseconds
+	// since the transport's epoch: a pong arrived, or a write completed
+	// (HTTP/2 flow control lets a write through only as the peer reads).
+	// A pong alone would not do: it queues behind every frame before its
+	// ping, so a peer busy working off a backlog looks dead.
+	lastAlive atomic.Int64
 	// done is closed when the pong reader exits; err is why (set before).
 	done     chan struct{}
 	err      error
@@ -114,6 +118,9 @@ func (p *peer) dial(url string) (*outStream, error) {
 	if err != nil {
 		cancel()
 		_ = pw.CloseWithError(err)
+		if isHTTP1Answer(err) {
+			err = fmt.Errorf("%w: %s: %v", ErrNotHTTP2, url, err)
+		}
 		if timedOut && p.ctx.Err() == nil {
 			err = fmt.Errorf("%w after %v: %s: %v", ErrDialTimeout, cfg.DialTimeout, url, err)
 		}
@@ -122,9 +129,15 @@ func (p *peer) dial(url string) (*outStream, error) {
 	s := &outStream{p: p, pw: pw, body: resp.Body, cancel: cancel, done: make(chan struct{})}
 	s.writeTimer = time.AfterFunc(time.Hour, func() { _ = pw.CloseWithError(ErrWriteTimeout) })
 	s.writeTimer.Stop()
-	s.lastPong.Store(int64(time.Since(p.t.epoch)))
+	s.lastAlive.Store(int64(time.Since(p.t.epoch)))
 	go s.readPongs()
 	return s, nil
+}
+
+// isHTTP1Answer recognizes the HTTP/2 client's error for a server that
+// answered in HTTP/1.1 (net/http has no sentinel for it).
+func isHTTP1Answer(err error) bool {
+	return strings.Contains(err.Error(), "looked like an HTTP/1.1 header")
 }
 
 // readPongs reads the response body: pongs, each giving an RTT sample.
@@ -146,7 +159,7 @@ func (s *outStream) readPongs() {
 		sent := int64(binary.BigEndian.Uint64(b))
 		s.p.counters.rttNanos.Store(now - sent)
 		s.p.counters.bytesReceived.Add(uint64(frameHeaderBytes + len(b)))
-		s.lastPong.Store(now)
+		s.lastAlive.Store(now)
 	}
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF // the receiver never ends a stream on its own
@@ -160,12 +173,13 @@ func (s *outStream) readPongs() {
 func (s *outStream) write(b []byte) error {
 	s.writeTimer.Reset(s.p.t.cfg.IdleTimeout)
 	_, err := s.pw.Write(b)
-	if !s.writeTimer.Stop() && err == nil {
-		err = ErrWriteTimeout
+	if !s.writeTimer.Stop() {
+		err = ErrWriteTimeout // the Write itself saw a closed pipe
 	}
 	if err != nil {
 		return err
 	}
+	s.lastAlive.Store(int64(time.Since(s.p.t.epoch)))
 	s.p.counters.bytesSent.Add(uint64(len(b)))
 	return nil
 }
@@ -181,15 +195,15 @@ func (s *outStream) close() {
 	})
 }
 
-// ping writes a ping, unless the stream should end: blackholed, or no pong
-// for IdleTimeout.
+// ping writes a ping, unless the stream should end: blackholed, or nothing
+// heard from the peer for IdleTimeout.
 func (p *peer) ping(s *outStream, buf []byte) error {
 	if p.t.faults.blackholedTo(p.id) {
 		return ErrBlackholed
 	}
 	now := time.Since(p.t.epoch)
-	if idle := now - time.Duration(s.lastPong.Load()); idle > p.t.cfg.IdleTimeout {
-		return fmt.Errorf("%w: no pong for %v", ErrPeerIdle, idle.Round(time.Millisecond))
+	if idle := now - time.Duration(s.lastAlive.Load()); idle > p.t.cfg.IdleTimeout {
+		return fmt.Errorf("%w: no pong or write for %v", ErrPeerIdle, idle.Round(time.Millisecond))
 	}
 	buf = appendFrameHeader(buf[:0], framePing, pingPayloadBytes)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(now))
@@ -222,6 +236,21 @@ func (p *peer) writeLoop(s *outStream) error {
 		}
 	}()
 	for {
+		// Under sustained load every batch ends full and leaves a message
+		// held, so the blocking select below is skipped: poll here too.
+		select {
+		case <-p.ctx.Done():
+			return ErrStopped
+		case <-s.done:
+			return s.err
+		case <-p.redial:
+			return errRedial
+		case <-ticker.C:
+			if err := p.ping(s, pingBuf[:]); err != nil {
+				return err
+			}
+		default:
+		}
 		if held == nil {
 			select {
 			case <-p.ctx.Done():
@@ -349,14 +378,20 @@ func (d *deadlines) extendRead() error {
 	return nil
 }
 
-// extendWrite sets the write deadline to IdleTimeout from now.
-func (d *deadlines) extendWrite() error {
+// setWrite sets the write deadline to IdleTimeout from now, or clears it
+// if on is false. A write deadline is armed only around a write: left
+// armed, it would reset the stream once it passed, however busy the stream.
+func (d *deadlines) setWrite(on bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.mu.aborted {
 		return ErrStopped
 	}
-	if err := d.rc.SetWriteDeadline(time.Now().Add(d.idle)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	var deadline time.Time
+	if on {
+		deadline = time.Now().Add(d.idle)
+	}
+	if err := d.rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	return nil
@@ -435,13 +470,16 @@ func (t *Transport) readStream(p *peer, d *deadlines, w io.Writer, body io.Reade
 				return fmt.Errorf("%w: ping of %d bytes", ErrBadFrame, len(b))
 			}
 			out := append(appendFrameHeader(pong[:0], framePong, len(b)), b...)
-			if err := d.extendWrite(); err != nil {
+			if err := d.setWrite(true); err != nil {
 				return err
 			}
 			if _, err := w.Write(out); err != nil {
 				return err
 			}
 			if err := d.rc.Flush(); err != nil {
+				return err
+			}
+			if err := d.setWrite(false); err != nil {
 				return err
 			}
 			p.counters.bytesSent.Add(uint64(len(out)))

@@ -420,6 +420,9 @@ func (t *Transport) setRequestHeaders(h http.Header, to uint64) {
 // admit checks an inbound request's headers and returns its sending peer,
 // or the status and error to answer with.
 func (t *Transport) admit(r *http.Request) (*peer, int, error) {
+	if r.ProtoMajor != 2 {
+		return nil, http.StatusHTTPVersionNotSupported, fmt.Errorf("%w: got %s", ErrNotHTTP2, r.Proto)
+	}
 	if v := r.Header.Get(headerVersion); v != protocolVersion {
 		return nil, http.StatusPreconditionFailed,
 			fmt.Errorf("%w: got %q, want %q", ErrIncompatibleVersion, v, protocolVersion)

@@ -264,16 +264,7 @@ func TestUpdatePeer(t *testing.T) {
 func TestBlockedProposalDoesNotStallStream(t *testing.T) {
 	a := newMember(t, testConfig(t, 1, 7), "", true)
 	br := &blockingRaft{fakeRaft: newFakeRaft(), release: make(chan struct{})}
-	cfg := testConfig(t, 2, 7)
-	b := newMember(t, cfg, "", false)
-	b.tr.Stop()
-	var err error
-	b.tr, err = New(cfg, br, b.src, b.sink, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.raft = br.fakeRaft
-	b.serve()
+	b := newMemberWith(t, testConfig(t, 2, 7), br)
 	connect(a, b)
 	a.tr.Send([]raftpb.Message{{Type: raftpb.MsgProp, From: 1, To: 2, Entries: []raftpb.Entry{{Data: []byte("p")}}}})
 	a.tr.Send(heartbeats(1, 2, 5))
@@ -297,4 +288,95 @@ func (r *blockingRaft) Process(ctx context.Context, m raftpb.Message) error {
 		}
 	}
 	return r.fakeRaft.Process(ctx, m)
+}
+
+// Under sustained load, with every batch full and a receiver slower than
+// the sender, the stream lives on past IdleTimeout and nothing is lost. (A
+// stream once died here: full batches starved the ping ticker, and the
+// receiver's write deadline, armed by the one pong, reset the stream.)
+func TestSustainedLoadKeepsStream(t *testing.T) {
+	cfg1, cfg2 := testConfig(t, 1, 7), testConfig(t, 2, 7)
+	cfg1.MaxBatchBytes = 4 << 10 // every batch ends full
+	cfg1.PingInterval, cfg2.PingInterval = 30*time.Millisecond, 30*time.Millisecond
+	cfg1.IdleTimeout, cfg2.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond
+	a := newMember(t, cfg1, "", true)
+	slow := &slowRaft{fakeRaft: newFakeRaft(), perMsg: 200 * time.Microsecond}
+	b := newMemberWith(t, cfg2, slow)
+	connect(a, b)
+	// 1500 messages at >= 200µs each keep the queue full for > IdleTimeout.
+	const n = 1500
+	a.tr.Send(heartbeats(1, 2, n))
+	waitFor(t, waitTimeout, "delivery", func() bool { return len(b.raft.from(1)) == n })
+	checkInOrder(t, b.raft.from(1), n)
+	if got := a.raft.unreachableCount(2); got != 0 {
+		t.Fatalf("stream broke %d times under load: %v", got, a.tr.Stats()[2].LastError)
+	}
+	st := a.tr.Stats()[2]
+	if st.RTT == 0 {
+		t.Fatal("no pong under load")
+	}
+	t.Logf("%d messages in %d writes, last RTT %v", st.MsgsSent, st.Writes, st.RTT)
+}
+
+// slowRaft takes perMsg to process each message.
+type slowRaft struct {
+	*fakeRaft
+	perMsg time.Duration
+}
+
+func (r *slowRaft) Process(ctx context.Context, m raftpb.Message) error {
+	time.Sleep(r.perMsg)
+	return r.fakeRaft.Process(ctx, m)
+}
+
+// A peer server not set up with ConfigureServer speaks only HTTP/1.1 in
+// cleartext: the dial fails with ErrNotHTTP2, which names the fix.
+func TestPeerServerNotConfigured(t *testing.T) {
+	a := newMember(t, testConfig(t, 1, 7), "", true)
+	b := newMember(t, testConfig(t, 2, 7), "", false)
+	mux := http.NewServeMux()
+	mux.Handle("/raft/", b.tr.Handler())
+	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
+	go func() { _ = b.srv.Serve(b.ln) }()
+	connect(a, b)
+	waitFor(t, waitTimeout, "dial failure", func() bool {
+		return errors.Is(a.tr.Stats()[2].LastError, ErrNotHTTP2)
+	})
+	// An HTTP/1.1 request that reaches the handler is refused too.
+	resp, err := http.Post(b.url+streamPath, "application/octet-stream", http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusHTTPVersionNotSupported {
+		t.Fatalf("HTTP/1.1 request: status %d", resp.StatusCode)
+	}
+	t.Logf("%v", a.tr.Stats()[2].LastError)
+}
+
+// A receiver that stops reading (its raft is stuck) makes the sender's
+// writes block; after IdleTimeout the stream is closed and raft hears
+// ReportUnreachable, rather than the sender waiting forever.
+func TestStuckReceiverTimesOut(t *testing.T) {
+	cfg1, cfg2 := testConfig(t, 1, 7), testConfig(t, 2, 7)
+	cfg1.IdleTimeout, cfg2.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond
+	a := newMember(t, cfg1, "", true)
+	b := newMemberWith(t, cfg2, &stuckRaft{fakeRaft: newFakeRaft()})
+	connect(a, b)
+	// 8 MiB: far more than HTTP/2's windows and socket buffers hold.
+	a.tr.Send(apps(1, 2, 2048, 4<<10))
+	waitFor(t, waitTimeout, "write timeout", func() bool {
+		return errors.Is(a.tr.Stats()[2].LastError, ErrWriteTimeout)
+	})
+	if a.raft.unreachableCount(2) == 0 {
+		t.Fatal("stuck receiver not reported unreachable")
+	}
+}
+
+// stuckRaft blocks every Process until its context ends.
+type stuckRaft struct{ *fakeRaft }
+
+func (r *stuckRaft) Process(ctx context.Context, m raftpb.Message) error {
+	<-ctx.Done()
+	return ctx.Err()
 }
