@@ -53,6 +53,9 @@ type Server struct {
 	peerConns      memberConns                    // client connections to other members
 	selfClient     *clientv3.Client               // for the Lock and Election services
 	watchSrv       *watch.Server
+	// raftNode is node for the transport's goroutines, which may start
+	// (conf changes replayed while the node starts) before node is set.
+	raftNode atomic.Pointer[raftlog.Node]
 
 	grpc        *grpc.Server
 	clientLns   []net.Listener
@@ -130,12 +133,6 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.tr, err = transport.New(tcfg, (*raftHandler)(s), snapshotSource{s}, snapshotSink{s}, s.lg.Named("transport")); err != nil {
 		return nil, err
 	}
-	for _, m := range s.cluster.Members() {
-		if m.ID != s.memberID {
-			s.tr.AddPeer(m.ID, m.PeerURLs)
-		}
-	}
-
 	ncfg := raftlog.Config{
 		ID:                  s.memberID,
 		TickInterval:        cfg.HeartbeatInterval,
@@ -147,6 +144,13 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	if s.node, err = raftlog.StartNode(ncfg, s.rstore, s.tr, (*applier)(s), peers, s.lg.Named("raft")); err != nil {
 		return nil, err
+	}
+	s.raftNode.Store(s.node)
+	// Peers are added only now: the transport reports to the node.
+	for _, m := range s.cluster.Members() {
+		if m.ID != s.memberID {
+			s.tr.AddPeer(m.ID, m.PeerURLs)
+		}
 	}
 	s.lg.Info("member started",
 		zap.String("name", cfg.Name),
@@ -462,13 +466,23 @@ func (h *raftHandler) Process(ctx context.Context, m raftpb.Message) error {
 	if s.cluster.IsRemoved(m.From) {
 		return errMemberRemoved
 	}
-	return s.node.Step(ctx, m)
+	n := s.raftNode.Load()
+	if n == nil {
+		return raftlog.ErrStopped
+	}
+	return n.Step(ctx, m)
 }
 
-func (h *raftHandler) ReportUnreachable(id uint64) { (*Server)(h).node.ReportUnreachable(id) }
+func (h *raftHandler) ReportUnreachable(id uint64) {
+	if n := (*Server)(h).raftNode.Load(); n != nil {
+		n.ReportUnreachable(id)
+	}
+}
 
 func (h *raftHandler) ReportSnapshot(id uint64, st raftSnapshotStatus) {
-	(*Server)(h).node.ReportSnapshot(id, st)
+	if n := (*Server)(h).raftNode.Load(); n != nil {
+		n.ReportSnapshot(id, st)
+	}
 }
 
 var (

@@ -243,8 +243,31 @@ func TestEtcdctlSingleMember(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			t.Fatal("elect did not win")
 		}
-		if out := run("", "elect", "-l", "myelection"); !strings.Contains(out, "proposal-1") {
-			t.Fatalf("elect -l: %q", out)
+		// elect -l observes forever: read until the leader's value shows.
+		obs := exec.Command(filepath.Join(etcdBinDir, "etcdctl"), "--endpoints", eps[0], "elect", "-l", "myelection")
+		obsOut, _ := obs.StdoutPipe()
+		if err := obs.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { obs.Process.Kill(); obs.Wait() }()
+		seen := make(chan bool, 1)
+		go func() {
+			sc := bufio.NewScanner(obsOut)
+			for sc.Scan() {
+				if sc.Text() == "proposal-1" {
+					seen <- true
+					return
+				}
+			}
+			seen <- false
+		}()
+		select {
+		case ok := <-seen:
+			if !ok {
+				t.Fatal("elect -l ended without showing the leader")
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("elect -l did not show the leader")
 		}
 	})
 }
@@ -302,7 +325,7 @@ func TestClientv3(t *testing.T) {
 	if _, err := cli.Txn(ctx).Then(clientv3.OpPut("d", "1"), clientv3.OpPut("d", "2")).Commit(); err != rpctypes.ErrDuplicateKey {
 		t.Fatalf("duplicate key: %v", err)
 	}
-	if _, err := cli.Put(ctx, "big", strings.Repeat("x", 2<<20)); err == nil || !strings.Contains(err.Error(), "too large") {
+	if _, err := cli.Put(ctx, "big", strings.Repeat("x", 1600*1024)); err == nil || !strings.Contains(err.Error(), "too large") {
 		t.Fatalf("request too large: %v", err)
 	}
 	if _, err := cli.Put(ctx, "k", "v", clientv3.WithLease(12345)); err != rpctypes.ErrLeaseNotFound {

@@ -304,10 +304,15 @@ func etcdctl(t testing.TB, endpoints []string, stdin string, args ...string) (st
 	binaries(t)
 	full := append([]string{"--endpoints", strings.Join(endpoints, ","), "--dial-timeout", "5s", "--command-timeout", "15s"}, args...)
 	cmd := exec.Command(filepath.Join(etcdBinDir, "etcdctl"), full...)
-	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		// Errors are printed on stderr; return them with the output.
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
 }
 
 // mustEtcdctl is etcdctl that fails the test on error.
