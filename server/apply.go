@@ -94,6 +94,8 @@ func (s *Server) applyRequest(idx uint64, r *pb.InternalRaftRequest) result {
 		return s.lessor.applyCheckpoint(idx, r.LeaseCheckpoint)
 	case r.Alarm != nil:
 		return s.alarms.apply(idx, r.Alarm)
+	case r.ClusterMemberAttrSet != nil:
+		return s.applyMemberAttributes(idx, r.ClusterMemberAttrSet)
 	default:
 		s.ensureApplied(idx)
 		return result{err: fmt.Errorf("server: unsupported request in raft entry %d", idx)}

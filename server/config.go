@@ -46,7 +46,8 @@ type Config struct {
 	// truncation (--snapshot-count). Default 10000.
 	SnapshotCount uint64
 	// SnapshotCatchUpEntries are kept after a truncation so slow followers
-	// catch up from the log instead of a snapshot. Default 5000.
+	// catch up from the log instead of a snapshot
+	// (--experimental-snapshot-catchup-entries). Default 5000.
 	SnapshotCatchUpEntries uint64
 	// HeartbeatInterval is the raft tick (--heartbeat-interval, in ms on
 	// the command line). Default 100ms.
@@ -98,6 +99,13 @@ type Config struct {
 	// Engine are the RocksDB options (--engine-preset, then
 	// --engine-options-file, then overrides). Default tuning.Default().
 	Engine tuning.Options
+
+	// ExperimentalPeerFaults mounts the test-only fault hook on the peer
+	// listener at /debug/faults (see faultsHandler) so tests can partition,
+	// drop and delay raft traffic of a real process
+	// (--experimental-peer-faults). Default false: never set it in
+	// production, anyone who reaches the peer port could partition the member.
+	ExperimentalPeerFaults bool
 
 	// Logger receives the server's logs. Default a production zap logger.
 	Logger *zap.Logger

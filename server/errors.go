@@ -18,6 +18,7 @@ var (
 	errStopped         = errors.New("server: server stopped")
 	errNoSpace         = errors.New("server: database space exceeded")
 	errCorrupt         = errors.New("server: corrupt cluster")
+	errMemberNotFound  = errors.New("server: member not found")
 )
 
 // toGRPCError turns an internal error into the exact status etcd returns,
@@ -58,6 +59,8 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCCanceled
 	case errors.Is(err, errMemberRemoved):
 		return status.Error(codes.FailedPrecondition, "etcdserver: the member has been permanently removed from the cluster")
+	case errors.Is(err, errMemberNotFound):
+		return rpctypes.ErrGRPCMemberNotFound
 	case errors.Is(err, errPeerURLExists):
 		return rpctypes.ErrGRPCPeerURLExist
 	}

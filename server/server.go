@@ -203,7 +203,9 @@ func (s *Server) loadOrBootstrapIdentity() ([]raftlog.Peer, error) {
 	if self == nil {
 		return nil, fmt.Errorf("server: --initial-cluster does not name %q", s.cfg.Name)
 	}
-	self.ClientURLs = s.cfg.AdvertiseClientURLs
+	// Client URLs are not part of the bootstrap entries, which every member
+	// builds from --initial-cluster alone and must be identical everywhere;
+	// each member publishes its own through raft once it runs.
 	s.memberID = self.ID
 
 	var peers []raftlog.Peer
@@ -284,6 +286,9 @@ func (s *Server) Serve() error {
 	peerMux := http.NewServeMux()
 	peerMux.Handle("/raft/", s.tr.Handler())
 	peerMux.HandleFunc("/members", s.serveMembers)
+	if s.cfg.ExperimentalPeerFaults {
+		peerMux.Handle(faultsPath, faultsHandler{faults: s.tr.Faults(), stats: s.tr.Stats})
+	}
 	s.peerSrv = &http.Server{Handler: peerMux, ReadHeaderTimeout: 5 * time.Second}
 	s.tr.ConfigureServer(s.peerSrv) // cleartext HTTP/2 for the raft streams
 	for _, u := range s.cfg.ListenPeerURLs {
@@ -319,6 +324,7 @@ func (s *Server) Serve() error {
 	s.goAttached(func() { s.lessor.run(s.ctx) })
 	s.goAttached(func() { s.alarms.watchQuota(s.ctx) })
 	s.goAttached(func() { s.truncateLogLoop(s.ctx) })
+	s.goAttached(func() { s.publishAttributes(s.ctx) })
 	return nil
 }
 

@@ -88,6 +88,8 @@ func newFlags(name string) *flags {
 	fs.StringVar(&c.InitialClusterState, "initial-cluster-state", c.InitialClusterState, "Initial cluster state ('new' or 'existing').")
 	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
 	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", c.SnapshotCount, "Number of applied entries after which the raft log is truncated.")
+	fs.Uint64Var(&c.SnapshotCatchUpEntries, "experimental-snapshot-catchup-entries", c.SnapshotCatchUpEntries, "Number of entries kept after a raft log truncation for slow followers to catch up from.")
+	fs.BoolVar(&c.ExperimentalPeerFaults, "experimental-peer-faults", false, "TEST ONLY: serve /debug/faults on the peer listener to inject network faults. Never enable in production.")
 	fs.Var(msFlag{&c.HeartbeatInterval}, "heartbeat-interval", "Time (in milliseconds) of a heartbeat interval (default 100).")
 	fs.Var(msFlag{&c.ElectionTimeout}, "election-timeout", "Time (in milliseconds) for an election to timeout (default 1000).")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when the engine's size exceeds the given quota. 0 means use the default quota.")
