@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/metastore/metastore/raftlog"
 	"github.com/metastore/metastore/raftlog/transport"
 	"github.com/metastore/metastore/server/watch"
+	"github.com/metastore/metastore/tuning"
 )
 
 // Version is the etcd API version MetaStore serves and reports in Status.
@@ -38,7 +40,8 @@ type Server struct {
 	clusterID uint64
 	cluster   *cluster
 
-	db      *engine.DB
+	db      *engine.DB // the replicated state (mvcc, membership, alarms)
+	raftDB  *engine.DB // this member's raft log, in an engine of its own
 	kv      *mvcc.Store
 	rstore  *raftlog.Storage
 	node    *raftlog.Node
@@ -74,6 +77,19 @@ type Server struct {
 // memberDir is where a member keeps its state inside --data-dir, as etcd.
 func memberDir(dataDir string) string { return filepath.Join(dataDir, "member") }
 
+// raftEngineOptions are the options of the raft log's own engine. The log
+// lives apart from the replicated state so that apply batches, which need
+// no fsync, never queue in RocksDB's write path behind the log's fsyncs:
+// the two have separate WALs. The log is written sequentially and read
+// back soon, so it needs little cache.
+func raftEngineOptions() tuning.Options {
+	o := tuning.LowMemory()
+	o.WriteBufferBytes = 32 << 20
+	o.MaxWriteBufferNumber = 4
+	o.Statistics = false
+	return o
+}
+
 // New opens (or bootstraps) the member's state and starts raft; Serve
 // starts answering clients.
 func New(cfg Config) (_ *Server, err error) {
@@ -103,7 +119,10 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.kv, err = mvcc.Open(s.db, mcfg, s.lg.Named("mvcc")); err != nil {
 		return nil, err
 	}
-	if s.rstore, err = raftlog.Open(s.db, raftlog.StorageConfig{}); err != nil {
+	if s.raftDB, err = engine.Open(filepath.Join(dir, "raft"), raftEngineOptions()); err != nil {
+		return nil, err
+	}
+	if s.rstore, err = raftlog.Open(s.raftDB, raftlog.StorageConfig{}); err != nil {
 		return nil, err
 	}
 	s.applied.Store(s.kv.AppliedIndex())
@@ -231,9 +250,14 @@ func (s *Server) loadOrBootstrapIdentity() ([]raftlog.Peer, error) {
 		for _, m := range remote {
 			s.cluster.setMember(m)
 		}
-		if s.cluster.Member(s.memberID) == nil {
-			return nil, fmt.Errorf("server: member %016x (%s) is not in the existing cluster; add it with MemberAdd first", s.memberID, s.cfg.Name)
+		// MemberAdd mixed the time into the ID it assigned, so the ID
+		// computed from --initial-cluster is not ours: find the member by
+		// its peer URLs, as etcd's ValidateClusterAndAssignIDs does.
+		added := memberByPeerURLs(remote, self.PeerURLs)
+		if added == nil {
+			return nil, fmt.Errorf("server: no member of the existing cluster has the peer URLs of %s (%s); add it with MemberAdd first", s.cfg.Name, strings.Join(self.PeerURLs, ","))
 		}
+		s.memberID = added.ID
 	}
 	// Persist identity before raft starts, in one synced batch.
 	b := s.db.NewBatch()
@@ -431,12 +455,19 @@ func (s *Server) closeStorage() {
 		}
 		s.db = nil
 	}
+	if s.raftDB != nil {
+		if err := s.raftDB.Close(); err != nil {
+			s.lg.Warn("closing raft engine", zap.Error(err))
+		}
+		s.raftDB = nil
+	}
 }
 
 // truncateLogLoop truncates the raft log once SnapshotCount entries were
 // applied since the last truncation, keeping SnapshotCatchUpEntries for
-// slow followers. Applied state lives in the same engine, so nothing needs
-// to be copied: the log below the applied index is only kept for peers.
+// slow followers. The applied state is already in the engine, so nothing
+// is copied: once the engine's WAL is synced, the log below the applied
+// index is only kept for peers.
 func (s *Server) truncateLogLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -449,6 +480,11 @@ func (s *Server) truncateLogLoop(ctx context.Context) {
 			applied := s.applied.Load()
 			if applied < last+s.cfg.SnapshotCount || applied <= s.cfg.SnapshotCatchUpEntries {
 				continue
+			}
+			// Apply batches are not synced; make everything applied so far
+			// durable before the log entries that could replay it go.
+			if err := s.db.SyncWAL(); err != nil {
+				s.lg.Fatal("syncing the engine's WAL failed", zap.Error(err))
 			}
 			if err := s.node.CompactLog(applied - s.cfg.SnapshotCatchUpEntries); err != nil {
 				s.lg.Warn("raft log truncation failed", zap.Error(err))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -157,7 +158,27 @@ func newLogger(level string) (*zap.Logger, error) {
 	return zc.Build()
 }
 
+// cpuProfileEnv names a file to write a CPU profile of the whole run into
+// (for profile-driven work on a member outside tests; pprof over HTTP is
+// --enable-pprof).
+const cpuProfileEnv = "METASTORE_CPU_PROFILE"
+
 func runServer(args []string) int {
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "metastore: %s: %v\n", cpuProfileEnv, err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "metastore: %s: %v\n", cpuProfileEnv, err)
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	f := newFlags("metastore")
 	if err := f.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
