@@ -16,7 +16,8 @@ const (
 )
 
 // revisionCompactionInterval is how often revision mode compacts, as etcd.
-const revisionCompactionInterval = 5 * time.Minute
+// A variable so tests can shorten it.
+var revisionCompactionInterval = 5 * time.Minute
 
 // maxPeriodicInterval caps how often periodic mode compacts, as etcd: a
 // retention above an hour still compacts hourly.
