@@ -141,7 +141,13 @@ func (l *lessor) revokeExpired(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ctx, l.s.cfg.RequestTimeout)
 		_, err := l.s.propose(rctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
 		cancel()
-		if err != nil && !errors.Is(err, mvcc.ErrLeaseNotFound) {
+		switch {
+		case errors.Is(err, mvcc.ErrLeaseNotFound):
+			// Revoked meanwhile by a client: stop tracking it.
+			l.mu.Lock()
+			delete(l.mu.deadlines, id)
+			l.mu.Unlock()
+		case err != nil:
 			l.s.lg.Warn("revoking expired lease failed", zap.Int64("lease-id", id), zap.Error(err))
 		}
 	}

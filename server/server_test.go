@@ -264,3 +264,58 @@ func TestMemberAndClusterIDsMatchEtcd(t *testing.T) {
 		t.Fatalf("cluster id %s, want etcd's cdf818194e3a8c32", got)
 	}
 }
+
+// TestLeaseExpiry: a lease that is not kept alive is revoked by the leader
+// through raft, with its keys; one that is kept alive survives.
+func TestLeaseExpiry(t *testing.T) {
+	cfg := inProcessConfig(t, t.TempDir())
+	cfg.LeaseCheckInterval = 100 * time.Millisecond
+	s, cli := startInProcess(t, cfg)
+	defer s.Stop()
+	defer cli.Close()
+	ctx := context.Background()
+	short, err := cli.Grant(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if short.TTL != 2 {
+		t.Fatalf("granted TTL %d, want the minimum 2 (1.5 election timeouts, rounded up)", short.TTL)
+	}
+	kept, err := cli.Grant(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "expires", "v", clientv3.WithLease(short.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "stays", "v", clientv3.WithLease(kept.ID)); err != nil {
+		t.Fatal(err)
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if _, err := cli.KeepAlive(kctx, kept.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := cli.Get(ctx, "expires")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Kvs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("key of an expired lease still present")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ttl, err := cli.TimeToLive(ctx, short.ID)
+	if err != nil || ttl.TTL != -1 {
+		t.Fatalf("expired lease TimeToLive: %v %v, want TTL -1", ttl, err)
+	}
+	r, err := cli.Get(ctx, "stays")
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("kept-alive lease lost its key: %v %v", r, err)
+	}
+}
