@@ -81,6 +81,11 @@ type StorageConfig struct {
 	EntryCacheBytes int64
 	// Logger receives invariant violations before the panic. Default: no-op.
 	Logger *zap.Logger
+	// OnSyncedWrite, if set, is called after each fsynced Save with the
+	// time the engine write took (the server's WAL fsync metric). It runs
+	// on the raft goroutine: it must be cheap and must not block. Default
+	// nil.
+	OnSyncedWrite func(took time.Duration)
 }
 
 // withDefaults returns the config with zero fields set to their defaults.

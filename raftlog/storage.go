@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -43,7 +44,8 @@ type Storage struct {
 	// cache is guarded by mu except for cache.bytes().
 	cache *entryCache
 
-	syncedWrites atomic.Uint64
+	syncedWrites  atomic.Uint64
+	onSyncedWrite func(time.Duration) // StorageConfig.OnSyncedWrite
 }
 
 var _ raft.Storage = (*Storage)(nil)
@@ -55,7 +57,7 @@ func Open(db *engine.DB, cfg StorageConfig) (*Storage, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Storage{db: db, lg: cfg.Logger, cache: newEntryCache(cfg.EntryCacheBytes)}
+	s := &Storage{db: db, lg: cfg.Logger, cache: newEntryCache(cfg.EntryCacheBytes), onSyncedWrite: cfg.OnSyncedWrite}
 	s.mu.batch = db.NewBatch()
 
 	if v, ok, err := db.Get(engine.CFRaft, keyHardState); err != nil {
@@ -343,11 +345,15 @@ func (s *Storage) Save(hs raftpb.HardState, ents []raftpb.Entry, snap raftpb.Sna
 	if b.Empty() {
 		return nil
 	}
+	start := time.Now()
 	if err := s.db.Write(b, u.sync); err != nil {
 		return err
 	}
 	if u.sync {
 		s.syncedWrites.Add(1)
+		if s.onSyncedWrite != nil {
+			s.onSyncedWrite(time.Since(start))
+		}
 	}
 	s.commitLocked(u)
 	return nil

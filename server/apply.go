@@ -55,7 +55,7 @@ func (s *Server) applyNormal(e *raftpb.Entry) {
 	if err := r.Unmarshal(e.Data); err != nil {
 		s.lg.Panic("undecodable raft entry", zap.Uint64("index", e.Index), zap.Error(err))
 	}
-	res := s.applyRequest(e.Index, &r)
+	res := s.applyObserved(e.Index, &r) // applyRequest, timed and counted (metrics.go)
 	if r.Header != nil {
 		s.waits.Trigger(r.Header.ID, res)
 	}
@@ -216,7 +216,7 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cs raftpb.ConfState) {
 }
 
 // propose replicates r through raft and waits for its apply result.
-func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ any, err error) {
 	id := s.ids.next()
 	r.Header = &pb.RequestHeader{ID: id}
 	data, err := r.Marshal()
@@ -227,6 +227,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 		return nil, errRequestTooLarge
 	}
 	ch := s.waits.Register(id)
+	defer s.obs.metrics.trackProposal()(&err) // proposals_pending, proposals_failed_total
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	if err := s.node.Propose(ctx, data); err != nil {

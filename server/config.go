@@ -107,6 +107,23 @@ type Config struct {
 	// production, anyone who reaches the peer port could partition the member.
 	ExperimentalPeerFaults bool
 
+	// ListenMetricsURLs are extra listeners that serve /metrics and the
+	// health endpoints only (--listen-metrics-urls). Default none.
+	ListenMetricsURLs []string
+	// Metrics is "basic" or "extensive" (--metrics); extensive adds the
+	// grpc_server_handling_seconds histogram, as etcd. Default "basic".
+	Metrics string
+	// EnablePprof serves /debug/pprof/ on the client listeners
+	// (--enable-pprof). Default false.
+	EnablePprof bool
+	// EnableGRPCGateway serves etcd's JSON gateway under /v3/ on the client
+	// listeners (--enable-grpc-gateway). Default true, as etcd.
+	EnableGRPCGateway bool
+	// WarningApplyDuration: requests that take longer are logged with
+	// "apply request took too long" and counted in slow_apply_total
+	// (--warning-apply-duration). Default 100ms; 0 means the default.
+	WarningApplyDuration time.Duration
+
 	// Logger receives the server's logs. Default a production zap logger.
 	Logger *zap.Logger
 }
@@ -138,6 +155,9 @@ func DefaultConfig() Config {
 		LeaseCheckInterval:       500 * time.Millisecond,
 		MaxLeases:                1_000_000,
 		Engine:                   tuning.Default(),
+		Metrics:                  "basic",
+		EnableGRPCGateway:        true,
+		WarningApplyDuration:     100 * time.Millisecond,
 	}
 }
 
@@ -155,6 +175,12 @@ func (c *Config) fillDerived() {
 	}
 	if c.QuotaBackendBytes == 0 {
 		c.QuotaBackendBytes = 2 << 30
+	}
+	if c.Metrics == "" {
+		c.Metrics = "basic"
+	}
+	if c.WarningApplyDuration == 0 {
+		c.WarningApplyDuration = 100 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -183,6 +209,17 @@ func (c *Config) Validate() error {
 	checkURLs("--advertise-client-urls", c.AdvertiseClientURLs)
 	checkURLs("--listen-peer-urls", c.ListenPeerURLs)
 	checkURLs("--initial-advertise-peer-urls", c.InitialAdvertisePeerURLs)
+	for _, u := range c.ListenMetricsURLs {
+		if err := checkURL(u); err != nil {
+			bad("--listen-metrics-urls: %v", err)
+		}
+	}
+	if c.Metrics != "basic" && c.Metrics != "extensive" {
+		bad("--metrics must be basic or extensive, not %q", c.Metrics)
+	}
+	if c.WarningApplyDuration < 0 {
+		bad("--warning-apply-duration must not be negative")
+	}
 	if c.InitialClusterState != "new" && c.InitialClusterState != "existing" {
 		bad("--initial-cluster-state must be new or existing, not %q", c.InitialClusterState)
 	}

@@ -33,7 +33,7 @@ func TestFaultsHandler(t *testing.T) {
 	}
 	defer tr.Stop()
 	tr.AddPeer(2, []string{"http://127.0.0.1:1"})
-	h := faultsHandler{faults: tr.Faults(), stats: tr.Stats}
+	h := faultsHandler{faults: tr.Faults(), stats: tr.Stats, raftLogFirstIndex: func() uint64 { return 7 }}
 	for _, tc := range []struct {
 		method, query string
 		want          int
@@ -65,11 +65,11 @@ func TestFaultsHandler(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", faultsPath, nil))
-	var stats map[string]faultPeerStats
-	if err := json.Unmarshal(rec.Body.Bytes(), &stats); err != nil {
+	var st faultsStatus
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := stats["2"]; !ok || len(stats) != 1 {
+	if _, ok := st.Peers["2"]; !ok || len(st.Peers) != 1 || st.RaftLogFirstIndex != 7 {
 		t.Fatalf("GET: %s", rec.Body)
 	}
 }

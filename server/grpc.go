@@ -40,6 +40,7 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 	}
+	opts = append(opts, s.metricsServerOptions()...) // metrics.go
 	g := grpc.NewServer(opts...)
 	pb.RegisterKVServer(g, kvServer{s})
 	pb.RegisterWatchServer(g, s.newWatchServer())
@@ -50,6 +51,7 @@ func (s *Server) newGRPCServer() *grpc.Server {
 	v3electionpb.RegisterElectionServer(g, electionServer{s.selfClient})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.obs.grpcHealth = hs // follows readiness (health.go)
 	healthpb.RegisterHealthServer(g, hs)
 	return g
 }

@@ -65,6 +65,7 @@ type Server struct {
 	peerSrv     *http.Server
 	peerLns     []net.Listener
 	httpClients []*http.Server
+	obs         *observability // metrics, health and the HTTP side of the client listeners (http.go)
 
 	draining chan struct{}   // closed when Stop begins
 	ctx      context.Context // canceled when the server stops
@@ -97,6 +98,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, lg: cfg.Logger, waits: newWaitRegistry(), done: make(chan struct{}), draining: make(chan struct{})}
+	s.obs = newObservability(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -122,7 +124,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.raftDB, err = engine.Open(filepath.Join(dir, "raft"), raftEngineOptions()); err != nil {
 		return nil, err
 	}
-	if s.rstore, err = raftlog.Open(s.raftDB, raftlog.StorageConfig{}); err != nil {
+	if s.rstore, err = raftlog.Open(s.raftDB, raftlog.StorageConfig{OnSyncedWrite: s.obs.metrics.observeWALFsync}); err != nil {
 		return nil, err
 	}
 	s.applied.Store(s.kv.AppliedIndex())
@@ -148,6 +150,11 @@ func New(cfg Config) (_ *Server, err error) {
 		LocalID:     s.memberID,
 		ClusterID:   s.clusterID,
 		SnapshotDir: filepath.Join(dir, "snap"),
+		IsRemoved:   s.cluster.IsRemoved,
+		OnRemoved: func() {
+			s.lg.Warn("a peer says this member was removed from the cluster; stopping")
+			go s.Stop()
+		},
 	}
 	if s.tr, err = transport.New(tcfg, (*raftHandler)(s), snapshotSource{s}, snapshotSink{s}, s.lg.Named("transport")); err != nil {
 		return nil, err
@@ -311,7 +318,10 @@ func (s *Server) Serve() error {
 	peerMux.Handle("/raft/", s.tr.Handler())
 	peerMux.HandleFunc("/members", s.serveMembers)
 	if s.cfg.ExperimentalPeerFaults {
-		peerMux.Handle(faultsPath, faultsHandler{faults: s.tr.Faults(), stats: s.tr.Stats})
+		peerMux.Handle(faultsPath, faultsHandler{faults: s.tr.Faults(), stats: s.tr.Stats, raftLogFirstIndex: func() uint64 {
+			first, _ := s.rstore.FirstIndex()
+			return first
+		}})
 	}
 	s.peerSrv = &http.Server{Handler: peerMux, ReadHeaderTimeout: 5 * time.Second}
 	s.tr.ConfigureServer(s.peerSrv) // cleartext HTTP/2 for the raft streams
@@ -338,8 +348,8 @@ func (s *Server) Serve() error {
 	}
 	s.selfClient = self
 	s.grpc = s.newGRPCServer()
-	for _, ln := range s.clientLns {
-		go s.serveClients(ln)
+	if err := s.serveClientListeners(); err != nil {
+		return err
 	}
 
 	ret, revs, _ := parseAutoCompaction(s.cfg.AutoCompactionMode, s.cfg.AutoCompactionRetention)
@@ -400,6 +410,7 @@ func (s *Server) Stop() {
 		defer close(s.done)
 		s.lg.Info("stopping member", zap.String("name", s.cfg.Name))
 		close(s.draining)
+		s.obs.beginStop()
 		if s.grpc != nil {
 			stopped := make(chan struct{})
 			go func() {
@@ -420,6 +431,7 @@ func (s *Server) Stop() {
 				s.grpc.Stop()
 			}
 		}
+		s.obs.stop()
 		s.cancel()
 		if s.peerSrv != nil {
 			s.peerSrv.Close()

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/metastore/metastore/server"
 	"github.com/metastore/metastore/tuning"
@@ -73,6 +72,12 @@ type flags struct {
 	enginePreset      string
 	engineOptionsFile string
 	engineOverrides   string
+
+	// Set by config.go and logging.go.
+	log               logFlags
+	configFile        string   // --config-file
+	engineOptionsText string   // the config file's engine-options block
+	warnings          []string // about ignored flags, env and keys; logged at start
 }
 
 func newFlags(name string) *flags {
@@ -96,18 +101,14 @@ func newFlags(name string) *flags {
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when the engine's size exceeds the given quota. 0 means use the default quota.")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
-	fs.Func("max-concurrent-streams", "Maximum concurrent streams that each client can open at a time.", func(s string) error {
-		var n uint32
-		_, err := fmt.Sscan(s, &n)
-		c.MaxConcurrentStreams = n
-		return err
-	})
+	fs.Var(uint32Flag{&c.MaxConcurrentStreams}, "max-concurrent-streams", "Maximum concurrent streams that each client can open at a time.")
 	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision.")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention (0 means disable).")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&f.enginePreset, "engine-preset", "default", "RocksDB option preset: "+strings.Join(tuning.PresetNames(), ", ")+".")
 	fs.StringVar(&f.engineOptionsFile, "engine-options-file", "", "RocksDB options file (the format `metastore config dump` writes), applied over the preset.")
 	fs.StringVar(&f.engineOverrides, "engine-option", "", "Comma-separated key=value RocksDB option overrides, applied last.")
+	f.registerServerFlags() // config.go
 	return f
 }
 
@@ -118,6 +119,16 @@ func (f *flags) parse(args []string) error {
 	}
 	if f.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", f.fs.Arg(0))
+	}
+	// A config file replaces every flag and the environment, as etcd's.
+	cf, err := f.applySources() // config.go
+	if cf != nil {
+		orig := f
+		defer func() { *orig = *cf }()
+		f = cf
+	}
+	if err != nil {
+		return err
 	}
 	eng, err := tuning.Preset(f.enginePreset)
 	if err != nil {
@@ -137,25 +148,18 @@ func (f *flags) parse(args []string) error {
 			return fmt.Errorf("--engine-option: %w", err)
 		}
 	}
+	if f.engineOptionsText != "" {
+		if eng, err = tuning.ParseOver(eng, f.engineOptionsText); err != nil {
+			return fmt.Errorf("%s: engine-options: %w", f.configFile, err)
+		}
+	}
 	f.cfg.Engine = eng
-	lg, err := newLogger(f.logLevel)
+	lg, err := f.log.build(f.logLevel) // logging.go
 	if err != nil {
 		return err
 	}
 	f.cfg.Logger = lg
 	return f.cfg.Validate()
-}
-
-func newLogger(level string) (*zap.Logger, error) {
-	var lvl zapcore.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error, panic, fatal", level)
-	}
-	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.Sampling = nil
-	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	return zc.Build()
 }
 
 // cpuProfileEnv names a file to write a CPU profile of the whole run into
@@ -188,6 +192,9 @@ func runServer(args []string) int {
 		return exitUsage
 	}
 	lg := f.cfg.Logger
+	for _, w := range f.warnings {
+		lg.Warn(w)
+	}
 	srv, err := server.New(f.cfg)
 	if err != nil {
 		lg.Error("cannot start member", zap.Error(err))
@@ -216,11 +223,13 @@ func runSubcommand(name string, args []string) int {
 	switch name {
 	case "snapshot":
 		return runSnapshot(args)
+	case "config":
+		return runConfig(args)
 	case "version":
 		fmt.Printf("metastore (etcd API %s)\n", server.Version)
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "metastore: unknown command %q (commands: snapshot, version; flags start the server)\n", name)
+		fmt.Fprintf(os.Stderr, "metastore: unknown command %q (commands: snapshot, config, version; flags start the server)\n", name)
 		return exitUsage
 	}
 }
