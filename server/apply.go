@@ -206,6 +206,13 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cs raftpb.ConfState) {
 	if err != nil {
 		s.lg.Panic("applying conf change failed", zap.Uint64("index", e.Index), zap.Error(err))
 	}
+	for _, ch := range cc.Changes {
+		// Audit trail of membership changes, one line each.
+		s.lg.Info("audit: membership change applied",
+			zap.String("change", ch.Type.String()),
+			zap.String("member-id", fmt.Sprintf("%016x", ch.NodeID)),
+			zap.Uint64("raft-index", e.Index))
+	}
 	if ctx.ID != 0 {
 		s.waits.Trigger(ctx.ID, result{resp: &confChangeResult{members: s.cluster.Members()}})
 	}

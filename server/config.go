@@ -95,6 +95,9 @@ type Config struct {
 	LeaseCheckInterval time.Duration
 	// MaxLeases bounds the number of leases. Default 1,000,000.
 	MaxLeases int
+	// SnapshotChunkBytes is the chunk size of snapshots streamed to
+	// followers (--snapshot-chunk-bytes). Default 1 MiB.
+	SnapshotChunkBytes int
 
 	// Engine are the RocksDB options (--engine-preset, then
 	// --engine-options-file, then overrides). Default tuning.Default().
@@ -154,6 +157,7 @@ func DefaultConfig() Config {
 		LeaseCheckpointInterval:  5 * time.Minute,
 		LeaseCheckInterval:       500 * time.Millisecond,
 		MaxLeases:                1_000_000,
+		SnapshotChunkBytes:       1 << 20,
 		Engine:                   tuning.Default(),
 		Metrics:                  "basic",
 		EnableGRPCGateway:        true,
@@ -260,6 +264,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPendingProposals <= 0 {
 		bad("max pending proposals must be positive")
+	}
+	if c.SnapshotChunkBytes < 4<<10 || c.SnapshotChunkBytes > 64<<20 {
+		bad("--snapshot-chunk-bytes %d must be between 4 KiB and 64 MiB", c.SnapshotChunkBytes)
 	}
 	if c.MaxLeases <= 0 {
 		bad("max leases must be positive")

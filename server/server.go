@@ -147,10 +147,11 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 
 	tcfg := transport.Config{
-		LocalID:     s.memberID,
-		ClusterID:   s.clusterID,
-		SnapshotDir: filepath.Join(dir, "snap"),
-		IsRemoved:   s.cluster.IsRemoved,
+		LocalID:            s.memberID,
+		ClusterID:          s.clusterID,
+		SnapshotDir:        filepath.Join(dir, "snap"),
+		SnapshotChunkBytes: cfg.SnapshotChunkBytes,
+		IsRemoved:          s.cluster.IsRemoved,
 		OnRemoved: func() {
 			s.lg.Warn("a peer says this member was removed from the cluster; stopping")
 			go s.Stop()
