@@ -405,6 +405,7 @@ func (n *Node) send(msgs []raftpb.Message) {
 	out := msgs[:0:0]
 	for _, m := range msgs {
 		if m.Type == raftpb.MsgSnap {
+			m = n.restampSnapshot(m)
 			n.ctr.snapshotsSent.add(1)
 			if n.snapTr != nil {
 				n.snapTr.SendSnapshot(m)
@@ -418,6 +419,33 @@ func (n *Node) send(msgs []raftpb.Message) {
 		n.tr.Send(out[:k:k])
 		out = out[k:]
 	}
+}
+
+// restampSnapshot gives a MsgSnap the index, term and ConfState the Applier
+// has reached, in place of those of the last log truncation, which raft put
+// there (etcd's createMergedSnapshotMessage does the same). The state the
+// transport streams is at least that new, so nothing is lost; and the
+// ConfState must be recent: a member added after the last truncation is
+// not in the truncation's ConfState, and raft ignores a snapshot that does
+// not name the recipient, so that member would be sent the same snapshot
+// forever. If the Applier has not yet applied the recipient's addition the
+// recipient still ignores it, and raft sends a newer one on its next
+// probe. Raft goroutine only.
+func (n *Node) restampSnapshot(m raftpb.Message) raftpb.Message {
+	applied := n.applied.applied()
+	if m.Snapshot == nil || applied <= m.Snapshot.Metadata.Index {
+		return m
+	}
+	term, err := n.st.Term(applied)
+	if err != nil {
+		// Applied entries are never truncated (CompactLog clamps to the
+		// applied index), so this is a broken invariant.
+		n.lg.Panic("raftlog: no term for the applied index", zap.Uint64("applied-index", applied), zap.Error(err))
+	}
+	snap := *m.Snapshot // shared with raft: change a copy
+	snap.Metadata = raftpb.SnapshotMetadata{Index: applied, Term: term, ConfState: n.confStateAt(applied)}
+	m.Snapshot = &snap
+	return m
 }
 
 // onSoftState publishes a change of leader or role.

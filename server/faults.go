@@ -25,13 +25,23 @@ const faultsPath = "/debug/faults"
 //	POST /debug/faults?op=delay&peer=<hex id>&ms=75&jitter=50
 //	POST /debug/faults?op=seed&n=42                     reseed drop and jitter
 //	POST /debug/faults?op=heal                          remove every fault
-//	GET  /debug/faults                                  per-peer transport stats (JSON)
+//	GET  /debug/faults                                  faultsStatus as JSON
 //
 // Member IDs are hex, as etcdctl prints them. A bad request answers 400 and
 // changes nothing.
 type faultsHandler struct {
 	faults *transport.Faults
 	stats  func() map[uint64]transport.PeerStats
+	// raftLogFirstIndex is the first index of the member's raft log: a
+	// test polls it to know the log was truncated past a follower.
+	raftLogFirstIndex func() uint64
+}
+
+// faultsStatus is what GET answers: the raft log's first index and each
+// peer's transport counters, by hex member ID.
+type faultsStatus struct {
+	RaftLogFirstIndex uint64                    `json:"raftLogFirstIndex"`
+	Peers             map[string]faultPeerStats `json:"peers"`
 }
 
 // faultPeerStats is the JSON form of one peer's transport counters.
@@ -49,9 +59,9 @@ type faultPeerStats struct {
 func (h faultsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet:
-		out := map[string]faultPeerStats{}
+		out := faultsStatus{RaftLogFirstIndex: h.raftLogFirstIndex(), Peers: map[string]faultPeerStats{}}
 		for id, st := range h.stats() {
-			out[strconv.FormatUint(id, 16)] = faultPeerStats{
+			out.Peers[strconv.FormatUint(id, 16)] = faultPeerStats{
 				Active:            !st.ActiveSince.IsZero(),
 				MsgsSent:          st.MsgsSent,
 				MsgsReceived:      st.MsgsReceived,

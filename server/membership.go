@@ -51,6 +51,17 @@ func computeMemberID(peerURLs []string, token string, now *time.Time) uint64 {
 	return binary.BigEndian.Uint64(h[:8])
 }
 
+// memberByPeerURLs returns the member of ms whose peer URLs are urls (in
+// any order), or nil.
+func memberByPeerURLs(ms []*Member, urls []string) *Member {
+	for _, m := range ms {
+		if sameURLs(m.PeerURLs, urls) {
+			return m
+		}
+	}
+	return nil
+}
+
 // computeClusterID derives the cluster ID from the initial members' IDs as
 // etcd does: SHA-1 over the sorted IDs, big-endian.
 func computeClusterID(ids []uint64) uint64 {

@@ -89,6 +89,18 @@ type Config struct {
 	// aborts a write that blocks this long. Must exceed PingInterval.
 	// Default 5 s (etcd's rafthttp connection read/write timeout).
 	IdleTimeout time.Duration
+	// IsRemoved reports whether member id was removed from the cluster. A
+	// stream or snapshot from a removed member is refused with
+	// ErrMemberRemoved (HTTP 410), which tells it to stop; any other
+	// unknown member gets ErrUnknownPeer (it may be new and not yet known
+	// here). It must not block. Default nil: no member is removed.
+	IsRemoved func(id uint64) bool
+	// OnRemoved is called, from a transport goroutine and possibly more
+	// than once, when a peer refuses this member's stream with
+	// ErrMemberRemoved: this member was removed from the cluster (it may
+	// never have applied its own removal, which commits without it) and
+	// should stop. It must not wait for Stop. Default nil: ignored.
+	OnRemoved func()
 }
 
 // WithDefaults returns c with every zero field set to its default.

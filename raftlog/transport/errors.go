@@ -17,6 +17,7 @@ var (
 	ErrClusterIDMismatch   = errors.New("transport: cluster ID mismatch")
 	ErrMemberIDMismatch    = errors.New("transport: member ID mismatch")
 	ErrUnknownPeer         = errors.New("transport: unknown peer")
+	ErrMemberRemoved       = errors.New("transport: member removed from the cluster")
 	ErrIncompatibleVersion = errors.New("transport: incompatible protocol version")
 	ErrFrameTooLarge       = errors.New("transport: frame too large")
 	ErrBadFrame            = errors.New("transport: malformed frame")
@@ -34,7 +35,7 @@ var (
 
 // wireErrors are the sentinels a receiver may answer with.
 var wireErrors = []error{
-	ErrStopped, ErrClusterIDMismatch, ErrMemberIDMismatch, ErrUnknownPeer,
+	ErrStopped, ErrClusterIDMismatch, ErrMemberIDMismatch, ErrUnknownPeer, ErrMemberRemoved,
 	ErrIncompatibleVersion, ErrFrameTooLarge, ErrBadFrame, ErrBlackholed,
 	ErrSnapshotChecksum, ErrSnapshotBusy, ErrSnapshotLayout, ErrPeerIdle,
 	ErrNotHTTP2,

@@ -39,6 +39,9 @@ func (p *peer) runStream() {
 			p.lg.Debug("peer stream down", zap.Bool("was-connected", connected), zap.Error(err))
 		}
 		p.t.raft.ReportUnreachable(p.id)
+		if errors.Is(err, ErrMemberRemoved) && p.t.cfg.OnRemoved != nil {
+			p.t.cfg.OnRemoved()
+		}
 		if connected {
 			bo.reset()
 		}

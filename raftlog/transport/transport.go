@@ -447,6 +447,9 @@ func (t *Transport) admit(r *http.Request) (*peer, int, error) {
 	}
 	p := t.peer(from)
 	if p == nil {
+		if t.cfg.IsRemoved != nil && t.cfg.IsRemoved(from) {
+			return nil, http.StatusGone, fmt.Errorf("%w: %s", ErrMemberRemoved, idString(from))
+		}
 		return nil, http.StatusNotFound, fmt.Errorf("%w: %s", ErrUnknownPeer, idString(from))
 	}
 	if t.faults.blackholedFrom(from) {

@@ -239,6 +239,38 @@ func TestRemovePeer(t *testing.T) {
 	}
 }
 
+// A member that was removed is told so when it dials (it may never apply
+// its own removal, which commits without it), while a merely unknown
+// member still gets ErrUnknownPeer.
+func TestRemovedMemberIsTold(t *testing.T) {
+	removed := make(chan struct{}, 1)
+	acfg := testConfig(t, 1, 7)
+	acfg.OnRemoved = func() {
+		select {
+		case removed <- struct{}{}:
+		default:
+		}
+	}
+	bcfg := testConfig(t, 2, 7)
+	bcfg.IsRemoved = func(id uint64) bool { return id == 1 }
+	a := newMember(t, acfg, "", true)
+	b := newMember(t, bcfg, "", true)
+	c := newMember(t, testConfig(t, 3, 7), "", true)
+	a.tr.AddPeer(2, []string{b.url})
+	c.tr.AddPeer(2, []string{b.url})
+	select {
+	case <-removed:
+	case <-time.After(waitTimeout):
+		t.Fatalf("OnRemoved not called; last error %v", a.tr.Stats()[2].LastError)
+	}
+	if err := a.tr.Stats()[2].LastError; !errors.Is(err, ErrMemberRemoved) {
+		t.Fatalf("last error %v, want ErrMemberRemoved", err)
+	}
+	waitFor(t, waitTimeout, "refusal of the unknown member", func() bool {
+		return errors.Is(c.tr.Stats()[2].LastError, ErrUnknownPeer)
+	})
+}
+
 // UpdatePeer moves the stream to the new URL.
 func TestUpdatePeer(t *testing.T) {
 	a := newMember(t, testConfig(t, 1, 7), "", true)
