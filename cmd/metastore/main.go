@@ -102,8 +102,8 @@ func newFlags(name string) *flags {
 	fs.IntVar(&c.SnapshotChunkBytes, "snapshot-chunk-bytes", c.SnapshotChunkBytes, "Size of the chunks a snapshot is streamed to a follower in.")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "How long a write waits to be committed and applied.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "How long SIGTERM waits for in-flight requests before closing connections.")
-	fs.Var(msFlag{&c.HeartbeatInterval}, "heartbeat-interval", "Time (in milliseconds) of a heartbeat interval (default 100).")
-	fs.Var(msFlag{&c.ElectionTimeout}, "election-timeout", "Time (in milliseconds) for an election to timeout (default 1000).")
+	fs.Var(msFlag{&c.HeartbeatInterval}, "heartbeat-interval", "Time (in milliseconds) of a heartbeat interval.")
+	fs.Var(msFlag{&c.ElectionTimeout}, "election-timeout", "Time (in milliseconds) for an election to timeout.")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when the engine's size exceeds the given quota. 0 means use the default quota.")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
@@ -112,7 +112,7 @@ func newFlags(name string) *flags {
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention (0 means disable).")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&f.enginePreset, "engine-preset", "default", "RocksDB option preset: "+strings.Join(tuning.PresetNames(), ", ")+".")
-	fs.StringVar(&f.engineOptionsFile, "engine-options-file", "", "RocksDB options file (the format `metastore config dump` writes), applied over the preset.")
+	fs.StringVar(&f.engineOptionsFile, "engine-options-file", "", "RocksDB options file (the format 'metastore config dump' writes), applied over the preset.")
 	fs.StringVar(&f.engineOverrides, "engine-option", "", "Comma-separated key=value RocksDB option overrides, applied last.")
 	f.registerServerFlags() // config.go
 	return f
