@@ -7,7 +7,7 @@ PKGS := ./...
 # The whole suite must stay well inside CI's 30-minute budget on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all setup build test vet fmt-check bench run cluster cluster-stop etcd fuzz clean
+.PHONY: all setup build test vet fmt-check bench bench-load run cluster cluster-stop etcd fuzz clean
 
 all: build
 
@@ -38,6 +38,21 @@ test: setup etcd fmt-check vet
 # commands behind them are in docs/BENCHMARKS.md.
 bench: setup
 	$(GO) test -run XXX -bench . -benchmem -timeout 60m ./engine ./mvcc ./raftlog/...
+
+# bench-load runs the load tool against a running member (e.g. `make run`);
+# benchstat lines go to $(BENCH_OUT)/$(BENCH_TARGET).txt, result JSON and
+# profiles to $(BENCH_OUT). See docs/BENCHMARKS.md.
+BENCH_ENDPOINTS ?= 127.0.0.1:2379
+BENCH_TARGET ?= metastore
+BENCH_OUT ?= bench-results
+BENCH_SCENARIOS ?= put range txn-k8s watch lease
+BENCH_FLAGS ?= --clients 100 --conns 10 --duration 30s
+bench-load: build
+	@mkdir -p $(BENCH_OUT)
+	@for s in $(BENCH_SCENARIOS); do \
+	  $(BIN)/metastore-bench $$s --endpoints $(BENCH_ENDPOINTS) --target-name $(BENCH_TARGET) \
+	    $(BENCH_FLAGS) --out $(BENCH_OUT) | tee -a $(BENCH_OUT)/$(BENCH_TARGET).txt || exit 1; \
+	done
 
 # fuzz runs every fuzz target for FUZZTIME each (the seeds alone run in `make test`).
 FUZZTIME ?= 30s
