@@ -329,14 +329,16 @@ func (r *blockingRaft) Process(ctx context.Context, m raftpb.Message) error {
 func TestSustainedLoadKeepsStream(t *testing.T) {
 	cfg1, cfg2 := testConfig(t, 1, 7), testConfig(t, 2, 7)
 	cfg1.MaxBatchBytes = 4 << 10 // every batch ends full
-	cfg1.PingInterval, cfg2.PingInterval = 30*time.Millisecond, 30*time.Millisecond
-	cfg1.IdleTimeout, cfg2.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond
+	// Timeouts generous enough that a loaded 2-core CI machine (the race
+	// detector, other packages' tests) does not stall past them.
+	cfg1.PingInterval, cfg2.PingInterval = 100*time.Millisecond, 100*time.Millisecond
+	cfg1.IdleTimeout, cfg2.IdleTimeout = time.Second, time.Second
 	a := newMember(t, cfg1, "", true)
 	slow := &slowRaft{fakeRaft: newFakeRaft(), perMsg: 200 * time.Microsecond}
 	b := newMemberWith(t, cfg2, slow)
 	connect(a, b)
-	// 1500 messages at >= 200µs each keep the queue full for > IdleTimeout.
-	const n = 1500
+	// 6000 messages at >= 200µs each keep the queue full for > IdleTimeout.
+	const n = 6000
 	a.tr.Send(heartbeats(1, 2, n))
 	waitFor(t, waitTimeout, "delivery", func() bool { return len(b.raft.from(1)) == n })
 	checkInOrder(t, b.raft.from(1), n)
