@@ -337,8 +337,9 @@ func TestSustainedLoadKeepsStream(t *testing.T) {
 	slow := &slowRaft{fakeRaft: newFakeRaft(), perMsg: 200 * time.Microsecond}
 	b := newMemberWith(t, cfg2, slow)
 	connect(a, b)
-	// 6000 messages at >= 200µs each keep the queue full for > IdleTimeout.
-	const n = 6000
+	// 2000 messages at >= 200µs each (time.Sleep rounds up to about a
+	// millisecond here) keep the queue full for about 2s > IdleTimeout.
+	const n = 2000
 	a.tr.Send(heartbeats(1, 2, n))
 	waitFor(t, waitTimeout, "delivery", func() bool { return len(b.raft.from(1)) == n })
 	checkInOrder(t, b.raft.from(1), n)
