@@ -69,6 +69,13 @@ func (s *Server) applyRequest(idx uint64, r *pb.InternalRaftRequest) result {
 		s.kv.ApplyMeta(idx, nil)
 		return result{err: err}
 	}
+	if err := s.authorizeApply(r); err != nil { // auth_check.go
+		s.ensureApplied(idx)
+		return result{err: err}
+	}
+	if isAuthRequest(r) {
+		return s.applyAuth(idx, r) // auth_service.go
+	}
 	switch {
 	case r.Put != nil:
 		resp, err := s.kv.Put(idx, r.Put)
@@ -226,6 +233,9 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cs raftpb.ConfState) {
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ any, err error) {
 	id := s.ids.next()
 	r.Header = &pb.RequestHeader{ID: id}
+	if err := s.fillAuthHeader(ctx, r.Header); err != nil { // auth_check.go
+		return nil, err
+	}
 	data, err := r.Marshal()
 	if err != nil {
 		return nil, err

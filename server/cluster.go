@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -177,8 +178,11 @@ func (s *Server) serveMembers(w http.ResponseWriter, r *http.Request) {
 
 // fetchClusterFromPeers asks the peers of --initial-cluster for the
 // membership of the cluster this member joins.
-func fetchClusterFromPeers(initial []*Member, self uint64, timeout time.Duration) ([]*Member, uint64, error) {
+func fetchClusterFromPeers(initial []*Member, self uint64, timeout time.Duration, peerTLS *tls.Config) ([]*Member, uint64, error) {
 	client := &http.Client{Timeout: timeout}
+	if peerTLS != nil {
+		client.Transport = &http.Transport{TLSClientConfig: peerTLS.Clone()}
+	}
 	var lastErr error
 	for _, m := range initial {
 		if m.ID == self {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/metastore/metastore/tuning"
 )
@@ -127,6 +128,31 @@ type Config struct {
 	// (--warning-apply-duration). Default 100ms; 0 means the default.
 	WarningApplyDuration time.Duration
 
+	// AuthToken is the token type (--auth-token): "simple" or
+	// "jwt,pub-key=...,priv-key=...,sign-method=...". Default "simple".
+	AuthToken string
+	// AuthTokenTTL is how long a simple token lives after its last use
+	// (--auth-token-ttl, in seconds on the command line). Default 300s.
+	AuthTokenTTL time.Duration
+	// BcryptCost hashes user passwords (--bcrypt-cost). Default 10.
+	BcryptCost int
+
+	// ClientTLS secures the https:// client listeners (--cert-file,
+	// --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls). With
+	// ClientCertAuth and auth on, a request without a token is made by the
+	// user named by its certificate's common name. Default: none.
+	ClientTLS TLSInfo
+	// PeerTLS secures peer traffic (--peer-cert-file, --peer-key-file,
+	// --peer-trusted-ca-file, --peer-client-cert-auth, --peer-auto-tls).
+	// Default: none (cleartext h2c).
+	PeerTLS TLSInfo
+	// CipherSuites restricts TLS 1.2 cipher suites, by IANA name
+	// (--cipher-suites). Default: Go's secure suites.
+	CipherSuites []string
+	// TLSMinVersion is "TLS1.2" or "TLS1.3" (--tls-min-version). Default
+	// "TLS1.2".
+	TLSMinVersion string
+
 	// Logger receives the server's logs. Default a production zap logger.
 	Logger *zap.Logger
 }
@@ -162,6 +188,9 @@ func DefaultConfig() Config {
 		Metrics:                  "basic",
 		EnableGRPCGateway:        true,
 		WarningApplyDuration:     100 * time.Millisecond,
+		AuthToken:                "simple",
+		AuthTokenTTL:             300 * time.Second,
+		BcryptCost:               bcrypt.DefaultCost,
 	}
 }
 
@@ -188,6 +217,12 @@ func (c *Config) fillDerived() {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	if c.AuthTokenTTL == 0 {
+		c.AuthTokenTTL = 300 * time.Second
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
 	}
 }
 
@@ -279,6 +314,13 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Engine.Validate(); err != nil {
 		bad("engine options: %v", err)
+	}
+	if c.AuthTokenTTL <= 0 {
+		bad("--auth-token-ttl must be positive")
+	}
+	c.validateTLS(bad) // tls.go
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		bad("--bcrypt-cost %d must be between %d and %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
 	return errors.Join(errs...)
 }

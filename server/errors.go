@@ -39,6 +39,8 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCLeaseNotFound
 	case errors.Is(err, mvcc.ErrLeaseExists):
 		return rpctypes.ErrGRPCLeaseExist
+	case errors.Is(err, mvcc.ErrKeyNotFound):
+		return rpctypes.ErrGRPCKeyNotFound
 	case errors.Is(err, errRequestTooLarge):
 		return rpctypes.ErrGRPCRequestTooLarge
 	case errors.Is(err, errNoSpace):

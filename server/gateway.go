@@ -11,6 +11,7 @@ import (
 	v3electiongw "go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb/gw"
 	v3lockgw "go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb/gw"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -22,8 +23,12 @@ import (
 // fields ignored). Server-streaming calls (watch, lease keep-alive) answer
 // newline-delimited JSON; etcd's websocket upgrade of them is not served.
 func (s *Server) newGateway() (http.Handler, error) {
+	creds := insecure.NewCredentials()
+	if tc := s.selfDialTLS(); tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
 	conn, err := grpc.NewClient(selfTarget(s.clientLns[0]),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 	if err != nil {
 		return nil, err

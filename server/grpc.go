@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -41,12 +43,18 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 	}
 	opts = append(opts, s.metricsServerOptions()...) // metrics.go
+	// Inside the metrics interceptors, so refused requests are counted.
+	opts = append(opts, grpc.ChainUnaryInterceptor(s.unaryAuth), grpc.ChainStreamInterceptor(s.streamAuth)) // auth_check.go
+	if s.tlsc.client != nil {
+		opts = append(opts, grpc.Creds(tlsPeerCreds{})) // tls.go
+	}
 	g := grpc.NewServer(opts...)
 	pb.RegisterKVServer(g, kvServer{s})
 	pb.RegisterWatchServer(g, s.newWatchServer())
 	pb.RegisterLeaseServer(g, leaseServer{s})
 	pb.RegisterClusterServer(g, clusterServer{s})
 	pb.RegisterMaintenanceServer(g, maintenanceServer{s})
+	pb.RegisterAuthServer(g, authServer{s})
 	v3lockpb.RegisterLockServer(g, lockServer{s.selfClient})
 	v3electionpb.RegisterElectionServer(g, electionServer{s.selfClient})
 	hs := health.NewServer()
@@ -87,6 +95,7 @@ func (s *Server) streamRecover(srv any, ss grpc.ServerStream, info *grpc.StreamS
 // memberConns caches client connections to other members (for forwarding
 // lease keepalives to the leader).
 type memberConns struct {
+	tls   *tls.Config // for https client URLs; set before use
 	mu    sync.Mutex
 	conns map[uint64]*grpc.ClientConn
 }
@@ -101,7 +110,11 @@ func (c *memberConns) get(id uint64, clientURLs []string) (*grpc.ClientConn, err
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if u.Scheme == "https" && c.tls != nil {
+		creds = credentials.NewTLS(c.tls)
+	}
+	cc, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("server: dial member %016x: %w", id, err)
 	}

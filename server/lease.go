@@ -191,6 +191,9 @@ func (l *lessor) applyGrant(idx uint64, r *pb.LeaseGrantRequest) result {
 		l.s.ensureApplied(idx)
 		return result{err: err}
 	}
+	// A grant right after an election must get its deadline from now, not
+	// the promotion's extended one.
+	l.syncLeadership()
 	l.mu.Lock()
 	if l.mu.leader {
 		l.mu.deadlines[r.ID] = time.Now().Add(time.Duration(ttl) * time.Second)
@@ -224,7 +227,11 @@ func (l *lessor) applyCheckpoint(idx uint64, r *pb.LeaseCheckpointRequest) resul
 }
 
 // renew refreshes a lease's deadline on the leader and returns its TTL.
+// It and remaining catch up with leadership first: the periodic check may
+// not have promoted a new leader yet, and until then a single member would
+// forward to itself (etcd promotes its lessor as soon as it wins).
 func (l *lessor) renew(id int64) (int64, error) {
+	l.syncLeadership()
 	ls, ok := l.s.kv.Lease(id)
 	if !ok {
 		return 0, mvcc.ErrLeaseNotFound
@@ -240,6 +247,7 @@ func (l *lessor) renew(id int64) (int64, error) {
 
 // remaining returns the seconds left on a lease (leader only).
 func (l *lessor) remaining(id int64) (int64, error) {
+	l.syncLeadership()
 	ls, ok := l.s.kv.Lease(id)
 	if !ok {
 		return 0, mvcc.ErrLeaseNotFound
@@ -271,9 +279,6 @@ func (ls leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if r.ID == 0 {
 		// As etcd: IDs come from the request ID generator, kept positive.
 		r.ID = int64(s.ids.next() & (1<<63 - 1))
-	}
-	if r.ID < 0 {
-		return nil, rpctypes.ErrGRPCLeaseNotFound
 	}
 	resp, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
 	if err != nil {
@@ -310,7 +315,7 @@ func (ls leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 		if cerr != nil {
 			return nil, toGRPCError(cerr)
 		}
-		return pb.NewLeaseClient(cli).LeaseTimeToLive(ctx, r)
+		return pb.NewLeaseClient(cli).LeaseTimeToLive(forwardAuthMetadata(ctx), r)
 	}
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -380,7 +385,7 @@ func (ls leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 				if cerr != nil {
 					return toGRPCError(cerr)
 				}
-				if fwd, cerr = pb.NewLeaseClient(cli).LeaseKeepAlive(stream.Context()); cerr != nil {
+				if fwd, cerr = pb.NewLeaseClient(cli).LeaseKeepAlive(forwardAuthMetadata(stream.Context())); cerr != nil {
 					return toGRPCError(cerr)
 				}
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/metastore/metastore/mvcc"
 	"github.com/metastore/metastore/raftlog"
 	"github.com/metastore/metastore/raftlog/transport"
+	"github.com/metastore/metastore/server/auth"
 	"github.com/metastore/metastore/server/watch"
 	"github.com/metastore/metastore/tuning"
 )
@@ -51,6 +52,9 @@ type Server struct {
 	lessor  *lessor
 	alarms  *alarmStore
 	applied atomic.Uint64
+
+	authStore *auth.Store // users, roles, tokens (auth_service.go, auth_check.go)
+	tlsc      tlsConfigs  // nil configs: cleartext (tls.go)
 
 	stagedSnapshot atomic.Pointer[stagedSnapshot] // received, not yet installed
 	peerConns      memberConns                    // client connections to other members
@@ -129,6 +133,10 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.applied.Store(s.kv.AppliedIndex())
 
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
+	s.peerConns.tls = s.tlsc.clientDial
 	peers, err := s.loadOrBootstrapIdentity()
 	if err != nil {
 		return nil, err
@@ -139,6 +147,9 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.lessor = newLessor(s)
+	if s.authStore, err = s.newAuthStore(); err != nil {
+		return nil, err
+	}
 	if restoredDir != "" {
 		if err := s.finishRestore(restoredDir); err != nil {
 			return nil, err
@@ -147,6 +158,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 
 	tcfg := transport.Config{
+		TLS:                s.tlsc.peer,
 		LocalID:            s.memberID,
 		ClusterID:          s.clusterID,
 		SnapshotDir:        filepath.Join(dir, "snap"),
@@ -249,7 +261,7 @@ func (s *Server) loadOrBootstrapIdentity() ([]raftlog.Peer, error) {
 			peers = append(peers, raftlog.Peer{ID: m.ID, Context: encodeConfContext(0, m)})
 		}
 	case "existing":
-		remote, cid, err := fetchClusterFromPeers(initial, s.memberID, s.cfg.RequestTimeout)
+		remote, cid, err := fetchClusterFromPeers(initial, s.memberID, s.cfg.RequestTimeout, s.tlsc.peer)
 		if err != nil {
 			return nil, err
 		}
@@ -332,7 +344,11 @@ func (s *Server) Serve() error {
 			return err
 		}
 		s.peerLns = append(s.peerLns, ln)
-		go s.peerSrv.Serve(ln)
+		if s.tlsc.peer != nil {
+			go s.peerSrv.ServeTLS(ln, "", "") // TLSConfig set by ConfigureServer
+		} else {
+			go s.peerSrv.Serve(ln)
+		}
 	}
 
 	for _, u := range s.cfg.ListenClientURLs {
@@ -340,10 +356,10 @@ func (s *Server) Serve() error {
 		if err != nil {
 			return err
 		}
-		s.clientLns = append(s.clientLns, ln)
+		s.clientLns = append(s.clientLns, s.wrapClientListener(u, ln)) // tls.go
 	}
 	// The Lock and Election services talk to this member as a client.
-	self, err := clientv3.New(clientv3.Config{Endpoints: []string{s.clientLns[0].Addr().String()}, Logger: s.lg.Named("self-client")})
+	self, err := clientv3.New(clientv3.Config{Endpoints: []string{s.clientLns[0].Addr().String()}, TLS: s.selfDialTLS(), Logger: s.lg.Named("self-client")})
 	if err != nil {
 		return err
 	}
@@ -456,6 +472,9 @@ func (s *Server) Stop() {
 func (s *Server) Done() <-chan struct{} { return s.done }
 
 func (s *Server) closeStorage() {
+	if s.authStore != nil {
+		s.authStore.Close() // stops token expiry; the store stays readable
+	}
 	if s.kv != nil {
 		if err := s.kv.Close(); err != nil {
 			s.lg.Warn("closing mvcc", zap.Error(err))

@@ -172,6 +172,12 @@ func (s *Server) finishRestore(dir string) error {
 	if s.lessor != nil {
 		s.lessor.reset()
 	}
+	// The snapshot replaced the users, roles and permissions too.
+	if s.authStore != nil {
+		if err := s.authStore.Recover(authBackend{s.db}); err != nil {
+			return err
+		}
+	}
 	b := s.db.NewBatch()
 	b.Delete(engine.CFMeta, []byte(metaRestoringKey))
 	if err := s.db.Write(b, true); err != nil {

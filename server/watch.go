@@ -14,6 +14,7 @@ func (s *Server) newWatchServer() *watch.Server {
 		Header:          func(rev int64) *pb.ResponseHeader { return s.header(rev) },
 		MaxRequestBytes: s.cfg.MaxRequestBytes + grpcOverheadBytes,
 		ErrCompacted:    mvcc.ErrCompacted,
+		Authorize:       s.authorizeWatch, // auth_check.go
 	}, s.lg.Named("watch"))
 	return s.watchSrv
 }

@@ -114,8 +114,42 @@ func newFlags(name string) *flags {
 	fs.StringVar(&f.enginePreset, "engine-preset", "default", "RocksDB option preset: "+strings.Join(tuning.PresetNames(), ", ")+".")
 	fs.StringVar(&f.engineOptionsFile, "engine-options-file", "", "RocksDB options file (the format 'metastore config dump' writes), applied over the preset.")
 	fs.StringVar(&f.engineOverrides, "engine-option", "", "Comma-separated key=value RocksDB option overrides, applied last.")
+	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "Specify auth token specific options.")
+	fs.Var(secondsFlag{&c.AuthTokenTTL}, "auth-token-ttl", "The lifetime in seconds of the auth token.")
+	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
+	fs.StringVar(&c.ClientTLS.CertFile, "cert-file", "", "Path to the client server TLS cert file.")
+	fs.StringVar(&c.ClientTLS.KeyFile, "key-file", "", "Path to the client server TLS key file.")
+	fs.BoolVar(&c.ClientTLS.ClientCertAuth, "client-cert-auth", false, "Enable client cert authentication.")
+	fs.StringVar(&c.ClientTLS.TrustedCAFile, "trusted-ca-file", "", "Path to the client server TLS trusted CA cert file.")
+	fs.BoolVar(&c.ClientTLS.AutoTLS, "auto-tls", false, "Client TLS using generated certificates.")
+	fs.StringVar(&c.PeerTLS.CertFile, "peer-cert-file", "", "Path to the peer server TLS cert file.")
+	fs.StringVar(&c.PeerTLS.KeyFile, "peer-key-file", "", "Path to the peer server TLS key file.")
+	fs.BoolVar(&c.PeerTLS.ClientCertAuth, "peer-client-cert-auth", false, "Enable peer client cert authentication.")
+	fs.StringVar(&c.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "Path to the peer server TLS trusted CA file.")
+	fs.BoolVar(&c.PeerTLS.AutoTLS, "peer-auto-tls", false, "Peer TLS using generated certificates.")
+	fs.Var((*urlsFlag)(&c.CipherSuites), "cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).")
+	fs.StringVar(&c.TLSMinVersion, "tls-min-version", "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.")
 	f.registerServerFlags() // config.go
 	return f
+}
+
+// secondsFlag is a duration given in whole seconds (--auth-token-ttl).
+type secondsFlag struct{ d *time.Duration }
+
+func (s secondsFlag) String() string {
+	if s.d == nil {
+		return "0"
+	}
+	return fmt.Sprint(int64(*s.d / time.Second))
+}
+
+func (s secondsFlag) Set(v string) error {
+	var n uint
+	if _, err := fmt.Sscan(v, &n); err != nil {
+		return fmt.Errorf("%q is not a number of seconds", v)
+	}
+	*s.d = time.Duration(n) * time.Second
+	return nil
 }
 
 // parse parses args and builds the final configuration.
