@@ -1,10 +1,6 @@
 package engine
 
-import (
-	"encoding/binary"
-
-	"github.com/linxGnu/grocksdb"
-)
+import "encoding/binary"
 
 // Batch collects writes to apply atomically with DB.Write. It is built in Go
 // memory in RocksDB's own WriteBatch encoding and handed to RocksDB in one
@@ -34,9 +30,14 @@ func (d *DB) NewBatch() *Batch {
 	return b
 }
 
-// Reset empties the batch, keeping its buffer.
+// maxRetainedBatchBytes bounds the buffer Reset keeps: a batch reused
+// after one large write does not hold that write's size forever.
+const maxRetainedBatchBytes = 1 << 20
+
+// Reset empties the batch, keeping its buffer unless it grew past
+// maxRetainedBatchBytes.
 func (b *Batch) Reset() {
-	if cap(b.rep) < batchHeaderLen {
+	if cap(b.rep) < batchHeaderLen || cap(b.rep) > maxRetainedBatchBytes {
 		b.rep = make([]byte, batchHeaderLen, 1024)
 	}
 	b.rep = b.rep[:batchHeaderLen]
@@ -85,9 +86,9 @@ func (b *Batch) appendString(s []byte) {
 	b.rep = append(b.rep, s...)
 }
 
-// native returns a RocksDB WriteBatch holding the batch's writes; the caller
-// destroys it.
-func (b *Batch) native() *grocksdb.WriteBatch {
+// finish stores the count in the header and returns the encoding, which
+// RocksDB copies when it is written.
+func (b *Batch) finish() []byte {
 	binary.LittleEndian.PutUint32(b.rep[8:12], b.count)
-	return grocksdb.WriteBatchFrom(b.rep)
+	return b.rep
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,9 +88,9 @@ func quote(b []byte) string {
 // TestDataDriven runs the scripts in testdata/. Commands:
 //
 //	batch [sync]           lines: put <cf> <key> <value> | del <cf> <key> | delrange <cf> <start> <end>
-//	get <cf> <key> [snap=<name>]
+//	get <cf> <key> [snap=<name>] [append=<prefix> [cap=<n>]]
 //	scan <cf> [lower=<k>] [upper=<k>] [reverse] [snap=<name>]
-//	iter <cf> [lower=<k>] [upper=<k>]  lines: first | last | next | prev | seek-ge <k> | seek-le <k> | seek-lt <k>
+//	iter <cf> [lower=<k>] [upper=<k>]  lines: first | last | next | prev | seek-ge <k> | seek-le <k> | seek-lt <k> | prefix <n>
 //	snapshot <name> | release <name>
 //	reopen | flush | compact <cf> | checkpoint <name> | open-checkpoint <name>
 func TestDataDriven(t *testing.T) {
@@ -157,14 +158,34 @@ func TestDataDriven(t *testing.T) {
 				var v []byte
 				var found bool
 				var err error
-				if s := snap(); s != nil {
+				// append=PREFIX reads with GetAppend after PREFIX, in a
+				// buffer of cap=N bytes (default: just PREFIX).
+				prefix, appendTo := arg("append")
+				var dst []byte
+				if appendTo {
+					c := len(prefix)
+					if cs, ok := arg("cap"); ok {
+						c, _ = strconv.Atoi(string(cs))
+					}
+					dst = append(make([]byte, 0, max(c, len(prefix))), prefix...)
+				}
+				switch s := snap(); {
+				case s != nil && appendTo:
+					v, found, err = s.GetAppend(dst, cf, key)
+				case s != nil:
 					v, found, err = s.Get(cf, key)
-				} else {
+				case appendTo:
+					v, found, err = db.GetAppend(dst, cf, key)
+				default:
 					v, found, err = db.Get(cf, key)
 				}
 				switch {
 				case err != nil:
 					return err.Error()
+				case appendTo && !bytes.Equal(v[:len(prefix)], prefix):
+					t.Fatalf("GetAppend overwrote the prefix: %q", v)
+				case !found && appendTo:
+					return fmt.Sprintf("not found: %s", quote(v))
 				case !found:
 					return "not found"
 				}
@@ -227,6 +248,16 @@ func TestDataDriven(t *testing.T) {
 						ok = it.SeekLE(unquote(t, f[1]))
 					case "seek-lt":
 						ok = it.SeekLT(unquote(t, f[1]))
+					case "prefix":
+						// prefix N: the first N bytes of the value, and its
+						// length, without moving.
+						n, _ := strconv.Atoi(f[1])
+						if it.Valid() {
+							fmt.Fprintf(&sb, "%s: %s len=%d\n", line, quote(it.ValuePrefix(n)), it.ValueLen())
+						} else {
+							fmt.Fprintf(&sb, "%s: .\n", line)
+						}
+						continue
 					default:
 						t.Fatalf("bad iter op %q", line)
 					}

@@ -16,7 +16,7 @@
 //   - Reads (Range, Events, HashKV, Lease*) run on any goroutine, take no
 //     global lock and see a consistent revision.
 //   - Each revision is ONE atomic engine batch holding its data, its event
-//     list, the new current revision and the applied index. Batches are
+//     list (whose key is the new current revision) and the applied index. Batches are
 //     written without fsync: the raft log below is the durable record.
 //     After a crash the engine holds a prefix of the batches (RocksDB's WAL
 //     recovers a prefix), whose last applied index tells raft where to
@@ -38,8 +38,10 @@
 //	CFEvents  bigendian(main) -> the revision's changes: type, sub, key, the
 //	          main revision of the version at main-1 (if a put)
 //	CFLease   'l' id -> ttl, remaining ttl; 'k' id userkey -> attachment
-//	CFMeta    mvcc/applied_index, mvcc/current_rev, mvcc/compact_scheduled,
-//	          mvcc/compact_finished, mvcc/compact_cursor
+//	CFMeta    mvcc/applied_index, mvcc/compact_scheduled,
+//	          mvcc/compact_finished, mvcc/compact_cursor (and mvcc/current_rev,
+//	          read but no longer written: the current revision is the key
+//	          of the last event list)
 //
 // A record is: flags (tombstone), mod revision (main, sub), create
 // revision, version, lease, value. Worked example, starting from an empty

@@ -297,7 +297,10 @@ func encodeEvents(evs []eventEntry) []byte {
 	for i := range evs {
 		n += 1 + 4*binary.MaxVarintLen64 + len(evs[i].key) + len(evs[i].inline)
 	}
-	dst := make([]byte, 0, n)
+	return appendEvents(make([]byte, 0, n), evs)
+}
+
+func appendEvents(dst []byte, evs []eventEntry) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(evs)))
 	for i := range evs {
 		e := &evs[i]
@@ -449,7 +452,7 @@ func decodeLease(b []byte) (ttl, remaining int64, err error) {
 // 8-byte bigendian integer.
 var (
 	metaAppliedIndex     = []byte("mvcc/applied_index")
-	metaCurrentRev       = []byte("mvcc/current_rev")
+	metaCurrentRev       = []byte("mvcc/current_rev") // read only: see Store.loadRev
 	metaCompactScheduled = []byte("mvcc/compact_scheduled")
 	metaCompactFinished  = []byte("mvcc/compact_finished")
 	metaCompactCursor    = []byte("mvcc/compact_cursor")

@@ -57,47 +57,113 @@ func (v *view) rangeKeys(ctx context.Context, key, end []byte, rev, limit int64,
 		rd.close()
 		v.usedHistory = v.usedHistory || rd.usedHistory
 	}()
-	res := &rangeResult{rev: v.curRev}
-	add := func(k []byte, rec *record) {
-		res.count++
-		if countOnly || (limit > 0 && int64(len(res.kvs)) >= limit) {
-			return
-		}
-		res.kvs = append(res.kvs, toKV(k, rec))
-	}
 	if end == nil {
-		rec, ok, err := rd.get(key)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			add(key, &rec)
-		}
-		return res, nil
+		return rd.getKV(key, v.curRev, countOnly)
 	}
-	err := rd.scan(ctx, key, end, func(k []byte, rec *record) bool {
-		add(k, rec)
+	res := &rangeResult{rev: v.curRev}
+	fullKeys := -1 // every key
+	switch {
+	case countOnly:
+		fullKeys = 0
+	case limit > 0:
+		fullKeys = int(limit)
+		res.kvs = make([]mvccpb.KeyValue, 0, min(limit, maxPreallocKVs))
+	}
+	var a arena
+	count, err := rd.scan(ctx, key, end, fullKeys, func(k []byte, rec *record) bool {
+		res.kvs = append(res.kvs, toKVWith(&a, k, rec))
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
+	res.count = count
 	return res, nil
 }
 
+// getKVBufBytes is the room for the value that a single-key read
+// allocates with its copy of the key; a larger value costs a second
+// allocation and cgo call.
+const getKVBufBytes = 512
+
+// getKV is rangeKeys of one key. The result, its one KeyValue, and the
+// key and value bytes take two allocations for values up to
+// getKVBufBytes.
+func (r *reader) getKV(key []byte, curRev int64, countOnly bool) (*rangeResult, error) {
+	out := &struct {
+		res rangeResult
+		kv  [1]mvccpb.KeyValue
+	}{res: rangeResult{rev: curRev}}
+	buf := make([]byte, len(key), len(key)+getKVBufBytes)
+	copy(buf, key)
+	r.buf = buf[len(key):]
+	rec, ok, err := r.get(key)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return &out.res, nil
+	}
+	out.res.count = 1
+	if countOnly {
+		return &out.res, nil
+	}
+	out.kv[0] = r.takeKV(buf[:len(key):len(key)], &rec)
+	out.res.kvs = out.kv[:]
+	return &out.res, nil
+}
+
+// maxPreallocKVs bounds the result slice a limited range allocates up
+// front: a large limit on a small range must not cost its size in memory.
+const maxPreallocKVs = 1024
+
 // toKV copies a live version into a KeyValue.
-func toKV(key []byte, rec *record) mvccpb.KeyValue {
+func toKV(key []byte, rec *record) mvccpb.KeyValue { return toKVWith(nil, key, rec) }
+
+// toKVWith copies a live version into a KeyValue, carving the key and
+// value copies from a (nil: separate allocations).
+func toKVWith(a *arena, key []byte, rec *record) mvccpb.KeyValue {
 	kv := mvccpb.KeyValue{
-		Key:            bytes.Clone(key),
+		Key:            a.clone(key),
 		CreateRevision: rec.create,
 		ModRevision:    rec.mod.Main,
 		Version:        rec.version,
 		Lease:          rec.lease,
 	}
 	if len(rec.value) > 0 {
-		kv.Value = bytes.Clone(rec.value)
+		kv.Value = a.clone(rec.value)
 	}
 	return kv
+}
+
+// arenaChunkBytes is the size of the chunks an arena allocates; a larger
+// slice gets a chunk of its own.
+const arenaChunkBytes = 32 << 10
+
+// arena hands out copies of byte slices carved from shared chunks, so a
+// range that returns many keys and values allocates a few chunks instead
+// of two slices per key. Each copy is capped at its length: appending to
+// one never overwrites its neighbour. A chunk lives as long as any copy
+// in it.
+type arena struct{ chunk []byte }
+
+// clone returns a copy of b (nil a: a plain allocation).
+func (a *arena) clone(b []byte) []byte {
+	if a == nil {
+		return bytes.Clone(b)
+	}
+	if b == nil {
+		return nil
+	}
+	if len(b) > cap(a.chunk)-len(a.chunk) {
+		if len(b) > arenaChunkBytes/4 {
+			return bytes.Clone(b)
+		}
+		a.chunk = make([]byte, 0, arenaChunkBytes)
+	}
+	n := len(a.chunk)
+	a.chunk = append(a.chunk, b...)
+	return a.chunk[n:len(a.chunk):len(a.chunk)]
 }
 
 // Range serves a RangeRequest at the current revision or r.Revision,
@@ -157,7 +223,7 @@ func executeRange(ctx context.Context, lg *zap.Logger, v *view, r *pb.RangeReque
 }
 
 func executeRangeWith(ctx context.Context, lg *zap.Logger, rangeKeys rangeFunc, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	resp := &pb.RangeResponse{Header: &pb.ResponseHeader{}}
+	resp := newRangeResponse()
 
 	limit := r.Limit
 	if r.SortOrder != pb.RangeRequest_NONE ||
@@ -234,6 +300,16 @@ func executeRangeWith(ctx context.Context, lg *zap.Logger, rangeKeys rangeFunc, 
 		resp.Kvs[i] = &rr.kvs[i]
 	}
 	return resp, nil
+}
+
+// newRangeResponse allocates a response and its header together.
+func newRangeResponse() *pb.RangeResponse {
+	r := &struct {
+		resp pb.RangeResponse
+		hdr  pb.ResponseHeader
+	}{}
+	r.resp.Header = &r.hdr
+	return &r.resp
 }
 
 // mkGteRange is etcd's: a range end of "\x00" means every key >= key, which

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
 	"github.com/metastore/metastore/engine"
 )
 
@@ -14,6 +16,7 @@ import (
 // an engine snapshot.
 type source interface {
 	Get(cf engine.CF, key []byte) ([]byte, bool, error)
+	GetAppend(dst []byte, cf engine.CF, key []byte) ([]byte, bool, error)
 	NewIterator(cf engine.CF, o engine.IterOptions) (*engine.Iterator, error)
 }
 
@@ -42,6 +45,9 @@ type reader struct {
 	histKey     []byte
 	usedHistory bool
 	ov          *overlay // pending writes at rev+1 seen by this reader; nil if none
+	// buf holds the CFKV value get read last; records get returns alias
+	// it. A caller that keeps such a record's value sets buf to nil.
+	buf []byte
 }
 
 func (r *reader) close() {
@@ -59,7 +65,8 @@ func (r *reader) get(key []byte) (rec record, ok bool, err error) {
 			return e.rec, !e.rec.tombstone, nil
 		}
 	}
-	v, found, err := r.src.Get(engine.CFKV, key)
+	v, found, err := r.src.GetAppend(r.buf[:0], engine.CFKV, key)
+	r.buf = v
 	if err != nil || !found {
 		return record{}, false, err
 	}
@@ -68,6 +75,29 @@ func (r *reader) get(key []byte) (rec record, ok bool, err error) {
 		return record{}, false, fmt.Errorf("mvcc: kv %q: %w", key, err)
 	}
 	return r.resolve(key, latest)
+}
+
+// takeKV returns rec, which get just returned, as a KeyValue holding
+// ownKey, a copy of the key that the caller gives away. A value read from
+// CFKV is the tail of r.buf: the KeyValue takes it and r.buf is dropped,
+// saving a copy; any other value is copied.
+func (r *reader) takeKV(ownKey []byte, rec *record) mvccpb.KeyValue {
+	kv := mvccpb.KeyValue{
+		Key:            ownKey,
+		CreateRevision: rec.create,
+		ModRevision:    rec.mod.Main,
+		Version:        rec.version,
+		Lease:          rec.lease,
+	}
+	switch v := rec.value; {
+	case len(v) == 0:
+	case len(r.buf) > 0 && &v[len(v)-1] == &r.buf[len(r.buf)-1]:
+		kv.Value = v[:len(v):len(v)]
+		r.buf = nil
+	default:
+		kv.Value = bytes.Clone(v)
+	}
+	return kv
 }
 
 // resolve returns the version of key visible at r.rev given its latest one.
@@ -109,12 +139,15 @@ func (r *reader) historyAt(key []byte, rev int64) (record, bool, error) {
 	return rec, true, nil
 }
 
-// scan calls fn for every key in [key, end) that exists at the reader's
-// revision, in key order; an empty non-nil end means no upper bound (etcd's
-// ">= key"). fn returns false to stop.
-func (r *reader) scan(ctx context.Context, key, end []byte, fn func(key []byte, rec *record) bool) error {
+// scan visits the keys in [key, end) that exist at the reader's revision,
+// in key order, and returns how many it found; an empty non-nil end means
+// no upper bound (etcd's ">= key"). fn is called with the first fullKeys
+// of them (fullKeys < 0: all); the rest are only counted, from their
+// record header, without copying their keys or values. fn returns false
+// to stop the scan, which then returns the count so far.
+func (r *reader) scan(ctx context.Context, key, end []byte, fullKeys int, fn func(key []byte, rec *record) bool) (count int, err error) {
 	if len(end) > 0 && bytes.Compare(key, end) >= 0 {
-		return nil
+		return 0, nil
 	}
 	opts := engine.IterOptions{Lower: key}
 	if len(end) > 0 {
@@ -122,118 +155,200 @@ func (r *reader) scan(ctx context.Context, key, end []byte, fn func(key []byte, 
 	}
 	it, err := r.src.NewIterator(engine.CFKV, opts)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer it.Close()
-	var ovKeys []string
+	var ovKeys []*ovEntry
 	if r.ov != nil {
 		ovKeys = r.ov.keysIn(key, end)
 	}
+	full := func() bool { return fullKeys < 0 || count < fullKeys }
+	var rec record // handed to fn by pointer: one variable, not one per key
 	valid := it.SeekGE(key)
 	for n := 0; ; n++ {
 		if n%ctxCheckKeys == ctxCheckKeys-1 {
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("mvcc: range: %w", err)
+				return count, fmt.Errorf("mvcc: range: %w", err)
 			}
 		}
-		var k []byte
 		fromOverlay := false
 		switch {
 		case valid && len(ovKeys) > 0:
-			k = it.Key()
-			if c := bytes.Compare([]byte(ovKeys[0]), k); c <= 0 {
+			if c := bytes.Compare(ovKeys[0].key, it.Key()); c <= 0 {
 				fromOverlay = true
 				if c == 0 {
 					valid = it.Next() // the pending write hides the engine's
 				}
 			}
 		case valid:
-			k = it.Key()
 		case len(ovKeys) > 0:
 			fromOverlay = true
 		default:
-			return it.Error()
+			return count, it.Error()
 		}
 		if fromOverlay {
-			ok := ovKeys[0]
+			e := ovKeys[0]
 			ovKeys = ovKeys[1:]
-			e, _ := r.ov.get([]byte(ok))
 			if e.rec.tombstone {
 				continue
 			}
-			rec := e.rec
-			if !fn([]byte(ok), &rec) {
-				return nil
+			rec = e.rec
+			wantFull := full()
+			count++
+			if wantFull && !fn(e.key, &rec) {
+				return count, nil
 			}
 			continue
 		}
+		if !full() {
+			live, err := r.liveAtHeader(it)
+			if err != nil {
+				return count, err
+			}
+			if live {
+				count++
+			}
+			valid = it.Next()
+			continue
+		}
+		k := it.Key()
 		latest, err := decodeRecord(it.Value())
 		if err != nil {
-			return fmt.Errorf("mvcc: kv %q: %w", k, err)
+			return count, fmt.Errorf("mvcc: kv %q: %w", k, err)
 		}
-		rec, live, err := r.resolve(k, latest)
+		var live bool
+		rec, live, err = r.resolve(k, latest)
 		if err != nil {
-			return err
+			return count, err
 		}
-		if live && !fn(k, &rec) {
-			return nil
+		if live {
+			count++
+			if !fn(k, &rec) {
+				return count, nil
+			}
 		}
 		valid = it.Next()
 	}
 }
 
-// overlay holds a txn's pending writes so the txn's reads see them.
-type overlay struct {
-	m    map[string]*ovEntry
-	keys []string // sorted
+// liveAtHeader reports whether the CFKV key under it exists at the
+// reader's revision, reading only the latest record's header unless the
+// key changed after the revision.
+func (r *reader) liveAtHeader(it *engine.Iterator) (bool, error) {
+	var h record
+	if _, err := decodeRecordHeader(it.ValuePrefix(maxRecordHeaderBytes), &h); err != nil {
+		return false, fmt.Errorf("mvcc: kv %q: %w", it.Key(), err)
+	}
+	if h.mod.Main <= r.rev {
+		return !h.tombstone, nil
+	}
+	_, live, err := r.resolve(it.Key(), h)
+	return live, err
 }
+
+// overlay holds a txn's pending writes so the txn's reads see them. Most
+// txns write one key or a few, so entries live in a slice searched
+// linearly; an index map is built past overlayLinearMaxKeys entries. The
+// overlay is reset and reused by the next txn.
+type overlay struct {
+	ents []ovEntry // in first-write order
+	idx  map[string]int
+	// sorted indexes ents in key order; rebuilt by keysIn after a write
+	// added a key.
+	sorted      []*ovEntry
+	sortedStale bool
+}
+
+// overlayLinearMaxKeys is the number of pending keys up to which lookups
+// scan the entries instead of keeping a map.
+const overlayLinearMaxKeys = 16
 
 type ovEntry struct {
-	rec    record  // the new version; a tombstone for a delete
-	event  int     // index of its event in the txn
-	before *record // the key's live version before the txn, if any
+	key    []byte // aliases the txn's key: stable until the txn ends
+	rec    record // the new version; a tombstone for a delete
+	event  int    // index of its event in the txn
+	before *record
+	// before is the key's live version before the txn, if any. Its value
+	// is kept only when the txn builds watch events (writeTxn.live).
 }
 
+// get returns key's pending entry. The pointer is valid until the next
+// set.
 func (o *overlay) get(key []byte) (*ovEntry, bool) {
 	if o == nil {
 		return nil, false
 	}
-	e, ok := o.m[string(key)]
-	return e, ok
+	if o.idx != nil {
+		i, ok := o.idx[string(key)]
+		if !ok {
+			return nil, false
+		}
+		return &o.ents[i], true
+	}
+	for i := range o.ents {
+		if bytes.Equal(o.ents[i].key, key) {
+			return &o.ents[i], true
+		}
+	}
+	return nil, false
 }
 
 func (o *overlay) set(key []byte, e ovEntry) {
-	if o.m == nil {
-		o.m = make(map[string]*ovEntry)
-	}
-	k := string(key)
-	if old, ok := o.m[k]; ok {
+	e.key = key
+	if old, ok := o.get(key); ok {
 		*old = e
 		return
 	}
-	o.m[k] = &e
-	i := sort.SearchStrings(o.keys, k)
-	o.keys = append(o.keys, "")
-	copy(o.keys[i+1:], o.keys[i:])
-	o.keys[i] = k
+	o.ents = append(o.ents, e)
+	o.sortedStale = true
+	switch {
+	case o.idx != nil:
+		o.idx[string(key)] = len(o.ents) - 1
+	case len(o.ents) > overlayLinearMaxKeys:
+		o.idx = make(map[string]int, 2*len(o.ents))
+		for i := range o.ents {
+			o.idx[string(o.ents[i].key)] = i
+		}
+	}
 }
 
 func (o *overlay) len() int {
 	if o == nil {
 		return 0
 	}
-	return len(o.keys)
+	return len(o.ents)
 }
 
-// keysIn returns the pending keys in [key, end) (end empty: unbounded).
-func (o *overlay) keysIn(key, end []byte) []string {
-	i := sort.SearchStrings(o.keys, string(key))
-	j := len(o.keys)
+// reset empties the overlay for the next txn, dropping its references to
+// the txn's keys and values.
+func (o *overlay) reset() {
+	clear(o.ents)
+	o.ents = o.ents[:0]
+	o.idx = nil
+	clear(o.sorted)
+	o.sorted = o.sorted[:0]
+	o.sortedStale = false
+}
+
+// keysIn returns the pending entries with keys in [key, end) (end empty:
+// unbounded), in key order. The pointers are valid until the next set.
+func (o *overlay) keysIn(key, end []byte) []*ovEntry {
+	if o.sortedStale || len(o.sorted) != len(o.ents) {
+		o.sorted = o.sorted[:0]
+		for i := range o.ents {
+			o.sorted = append(o.sorted, &o.ents[i])
+		}
+		sort.Slice(o.sorted, func(i, j int) bool { return bytes.Compare(o.sorted[i].key, o.sorted[j].key) < 0 })
+		o.sortedStale = false
+	}
+	cmp := func(i int, k []byte) bool { return bytes.Compare(o.sorted[i].key, k) >= 0 }
+	i := sort.Search(len(o.sorted), func(n int) bool { return cmp(n, key) })
+	j := len(o.sorted)
 	if len(end) > 0 {
-		j = sort.SearchStrings(o.keys, string(end))
+		j = sort.Search(len(o.sorted), func(n int) bool { return cmp(n, end) })
 	}
 	if j < i {
 		return nil
 	}
-	return o.keys[i:j]
+	return o.sorted[i:j]
 }

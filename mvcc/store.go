@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,8 @@ type Store struct {
 		sync.Mutex
 		// batch is reused by every apply.
 		batch *engine.Batch
+		// tx is the write txn, reused by every apply (newTxnLocked).
+		tx writeTxn
 		// appliedDirty is set when applied is ahead of the persisted index.
 		appliedDirty bool
 	}
@@ -85,12 +88,9 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	rev, ok, err := s.metaGet(metaCurrentRev)
+	rev, err := s.loadRev()
 	if err != nil {
 		return err
-	}
-	if !ok {
-		rev = 1 // etcd's store starts at revision 1
 	}
 	sched, ok, err := s.metaGet(metaCompactScheduled)
 	if err != nil {
@@ -126,6 +126,35 @@ func (s *Store) load() error {
 		s.comp.enqueue(compactJob{rev: int64(sched), prev: int64(finished), prevCompleted: false})
 	}
 	return nil
+}
+
+// loadRev returns the current revision: the key of the last event list.
+// Every revision has one, written in its batch, and compaction keeps the
+// list at its target, so the newest list is never deleted. Stores written
+// before the revision stopped being persisted separately may hold it in
+// mvcc/current_rev: the larger of the two wins. An empty store is at
+// revision 1, as etcd's.
+func (s *Store) loadRev() (uint64, error) {
+	rev, ok, err := s.metaGet(metaCurrentRev)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		rev = 1
+	}
+	it, err := s.db.NewIterator(engine.CFEvents, engine.IterOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if it.Last() {
+		last, err := decodeEventKey(it.Key())
+		if err != nil {
+			return 0, err
+		}
+		rev = max(rev, uint64(last))
+	}
+	return rev, it.Error()
 }
 
 func (s *Store) metaGet(key []byte) (uint64, bool, error) {
@@ -198,7 +227,9 @@ func (s *Store) noteAppliedLocked(index uint64) {
 // index as applied.
 // REQUIRES: s.mu held.
 func (s *Store) writeAppliedLocked(b *engine.Batch, index uint64) error {
-	b.Put(engine.CFMeta, metaAppliedIndex, encodeU64(index))
+	var v [8]byte // the batch copies it
+	binary.BigEndian.PutUint64(v[:], index)
+	b.Put(engine.CFMeta, metaAppliedIndex, v[:])
 	if err := s.db.Write(b, false); err != nil {
 		// The engine's state is unknown: the caller must stop, as after a
 		// failed fsync (see the package doc).

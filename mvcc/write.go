@@ -33,18 +33,47 @@ type writeTxn struct {
 	live []mvccpb.Event
 	// afterCommit runs once the batch is written (in-memory lease table).
 	afterCommit []func()
+
+	// Scratch space reused by every txn (the txn itself is s.mu.tx): the
+	// batch copies what it is given, so one buffer serves each encoding in
+	// turn. latestBuf holds the value latest read last.
+	scratch, latestBuf []byte
 }
 
-// newTxnLocked starts a write txn. REQUIRES: s.mu held.
+// newTxnLocked starts a write txn, reusing the store's txn and its
+// buffers. REQUIRES: s.mu held.
 func (s *Store) newTxnLocked() *writeTxn {
 	st := s.state.Load()
 	b := s.mu.batch
 	b.Reset()
-	tx := &writeTxn{s: s, beginRev: st.rev, compacted: st.compacted, b: b}
+	tx := &s.mu.tx
+	tx.reset()
+	tx.s, tx.beginRev, tx.compacted, tx.b = s, st.rev, st.compacted, b
 	if s.subs.active() {
 		tx.live = make([]mvccpb.Event, 0, 1)
 	}
 	return tx
+}
+
+// maxRetainedTxnBytes bounds each scratch buffer a txn keeps for the
+// next one: a txn that wrote a large value does not pin its size forever.
+const maxRetainedTxnBytes = 64 << 10
+
+// reset drops everything the previous txn referenced, keeping capacity
+// up to maxRetainedTxnBytes per buffer.
+func (tx *writeTxn) reset() {
+	clear(tx.events)
+	tx.events = tx.events[:0]
+	tx.ov.reset()
+	tx.live = nil // handed to subscribers: never reused
+	clear(tx.afterCommit)
+	tx.afterCommit = tx.afterCommit[:0]
+	if cap(tx.scratch) > maxRetainedTxnBytes {
+		tx.scratch = nil
+	}
+	if cap(tx.latestBuf) > maxRetainedTxnBytes {
+		tx.latestBuf = nil
+	}
 }
 
 // view is the txn's read view: beginRev, plus its own writes at beginRev+1
@@ -77,8 +106,8 @@ func (s *Store) applyWrite(index uint64, fn func(tx *writeTxn) error) error {
 }
 
 // commitLocked writes the txn's batch with the applied index (and, if it
-// changed keys, its event list and the new current revision), then
-// publishes the revision and notifies subscribers.
+// changed keys, its event list, whose key is the new current revision),
+// then publishes the revision and notifies subscribers.
 // REQUIRES: s.mu held.
 func (tx *writeTxn) commitLocked(index uint64) error {
 	s := tx.s
@@ -89,8 +118,12 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 		return nil
 	}
 	if changed {
-		tx.b.Put(engine.CFEvents, eventKey(rev), encodeEvents(tx.events))
-		tx.b.Put(engine.CFMeta, metaCurrentRev, encodeU64(uint64(rev)))
+		// The event list's key is the new current revision (see
+		// Store.load): no meta key is written for it.
+		tx.scratch = appendEvents(tx.scratch[:0], tx.events)
+		n := len(tx.scratch)
+		tx.scratch = appendEventKey(tx.scratch, rev)
+		tx.b.Put(engine.CFEvents, tx.scratch[n:], tx.scratch[:n])
 	}
 	if err := s.writeAppliedLocked(tx.b, index); err != nil {
 		return err
@@ -107,9 +140,11 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 	return nil
 }
 
-// latestLocked returns the committed latest record of key and its bytes.
+// latest returns the committed latest record of key and its bytes, which
+// alias tx.latestBuf: valid until the next call.
 func (tx *writeTxn) latest(key []byte) (record, []byte, bool, error) {
-	raw, ok, err := tx.s.db.Get(engine.CFKV, key)
+	raw, ok, err := tx.s.db.GetAppend(tx.latestBuf[:0], engine.CFKV, key)
+	tx.latestBuf = raw
 	if err != nil || !ok {
 		return record{}, nil, false, err
 	}
@@ -148,9 +183,17 @@ func (tx *writeTxn) write(key, value []byte, lease int64, del bool) error {
 				tx.s.lg.Panic("latest version is not older than the revision being written",
 					zap.ByteString("key", key), zap.Int64("latest", old.mod.Main), zap.Int64("rev", rev.Main))
 			}
-			tx.b.Put(engine.CFHistory, appendHistoryKey(nil, key, old.mod.Main), oldRaw)
+			tx.scratch = appendHistoryKey(tx.scratch[:0], key, old.mod.Main)
+			tx.b.Put(engine.CFHistory, tx.scratch, oldRaw)
 			if !old.tombstone {
-				before = &old
+				// old.value aliases latestBuf, which the next write
+				// reuses: keep a copy only if an event needs it.
+				b := old
+				b.value = nil
+				if tx.live != nil {
+					b.value = bytes.Clone(old.value)
+				}
+				before = &b
 			}
 		}
 		prev, prevFound = old, found
@@ -164,7 +207,8 @@ func (tx *writeTxn) write(key, value []byte, lease int64, del bool) error {
 			nr.create, nr.version = prev.create, prev.version+1
 		}
 	}
-	tx.b.Put(engine.CFKV, key, encodeRecord(&nr))
+	tx.scratch = appendRecord(tx.scratch[:0], &nr)
+	tx.b.Put(engine.CFKV, key, tx.scratch)
 
 	var oldLease int64
 	if live {
@@ -226,7 +270,7 @@ func (tx *writeTxn) liveKeys(key, end []byte) ([][]byte, error) {
 		return [][]byte{key}, nil
 	}
 	var keys [][]byte
-	err := rd.scan(context.Background(), key, end, func(k []byte, _ *record) bool {
+	_, err := rd.scan(context.Background(), key, end, -1, func(k []byte, _ *record) bool {
 		keys = append(keys, append([]byte(nil), k...))
 		return true
 	})
@@ -249,7 +293,7 @@ func (tx *writeTxn) deleteRangeKeys(key, end []byte) (int64, error) {
 
 // put is etcd's txn.put: the PutRequest semantics on top of write.
 func (tx *writeTxn) put(ctx context.Context, p *pb.PutRequest) (*pb.PutResponse, error) {
-	resp := &pb.PutResponse{Header: &pb.ResponseHeader{}}
+	resp := newPutResponse()
 	val, leaseID := p.Value, p.Lease
 	var rr *rangeResult
 	if p.IgnoreValue || p.IgnoreLease || p.PrevKv {
@@ -279,6 +323,16 @@ func (tx *writeTxn) put(ctx context.Context, p *pb.PutRequest) (*pb.PutResponse,
 	}
 	resp.Header.Revision = tx.beginRev + 1
 	return resp, nil
+}
+
+// newPutResponse allocates a response and its header together.
+func newPutResponse() *pb.PutResponse {
+	r := &struct {
+		resp pb.PutResponse
+		hdr  pb.ResponseHeader
+	}{}
+	r.resp.Header = &r.hdr
+	return &r.resp
 }
 
 // deleteRange is etcd's txn.deleteRange.
