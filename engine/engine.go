@@ -122,6 +122,7 @@ func Open(dir string, o tuning.Options) (*DB, error) {
 		d.dbOpts.SetMaxTotalWalSize(uint64(o.MaxTotalWALBytes))
 	}
 	d.dbOpts.SetEnablePipelinedWrite(o.PipelinedWrite)
+	d.dbOpts.SetEnableWriteThreadAdaptiveYield(false)
 	d.dbOpts.SetWALRecoveryMode(walRecoveryMode(o.WALRecovery))
 	d.dbOpts.SetKeepLogFileNum(4)
 	d.dbOpts.SetMaxLogFileSize(16 << 20)
