@@ -32,7 +32,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 test: setup etcd fmt-check vet
-	ETCD_BIN_DIR=$$(bash scripts/etcd.sh) $(GO) test -race -timeout $(TEST_TIMEOUT) $(PKGS)
+	ETCD_BIN_DIR=$$(bash scripts/etcd.sh) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 # bench runs the Go benchmarks of the storage layers; figures and the
 # commands behind them are in docs/BENCHMARKS.md.
