@@ -80,9 +80,6 @@ const serverStartTimeout = 30 * time.Second
 // ports and returns its client URL; the test's cleanup stops it.
 func startMetaStore(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a real MetaStore")
-	}
 	bin := metastoreBinary(t)
 	ports := freePorts(t, 2)
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])

@@ -8,9 +8,6 @@ import (
 // TestEtcdctlAuth drives the real etcdctl's user, role and auth command
 // groups against a metastore process, then checks that --user is enforced.
 func TestEtcdctlAuth(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a process")
-	}
 	c := newCluster(t, 1, "--bcrypt-cost", "4", "--auth-token", "simple", "--auth-token-ttl", "60")
 	ep := c.endpoints()
 	run := func(stdin string, args ...string) string { return mustEtcdctl(t, ep, stdin, args...) }
