@@ -277,11 +277,17 @@ func runSubcommand(name string, args []string) int {
 		return runSnapshot(args)
 	case "config":
 		return runConfig(args)
+	case "export":
+		return runExport(args)
+	case "import":
+		return runImport(args)
+	case "check":
+		return runCheck(args)
 	case "version":
 		fmt.Printf("metastore (etcd API %s)\n", server.Version)
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "metastore: unknown command %q (commands: snapshot, config, version; flags start the server)\n", name)
+		fmt.Fprintf(os.Stderr, "metastore: unknown command %q (commands: snapshot, export, import, check, config, version; flags start the server)\n", name)
 		return exitUsage
 	}
 }
