@@ -80,7 +80,13 @@ func TestEtcdctlSingleMember(t *testing.T) {
 	})
 
 	t.Run("watch", func(t *testing.T) {
-		cmd := exec.Command(filepath.Join(etcdBinDir, "etcdctl"), "--endpoints", eps[0], "watch", "w", "--prefix", "--prev-kv")
+		// Write first, then watch from the first write's revision: the
+		// events come from history, so nothing depends on when etcdctl's
+		// watch is registered.
+		rev := jsonInt(t, run("", "put", "w1", "a", "--write-out=json"), "revision")
+		run("", "put", "w1", "b")
+		run("", "del", "w1")
+		cmd := exec.Command(filepath.Join(etcdBinDir, "etcdctl"), "--endpoints", eps[0], "watch", "w", "--prefix", "--prev-kv", fmt.Sprintf("--rev=%d", rev))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -97,44 +103,19 @@ func TestEtcdctlSingleMember(t *testing.T) {
 			}
 			close(lines)
 		}()
-		// The watch is registered once etcdctl connected; keep writing
-		// until the first event shows up, then check the sequence.
+		want := []string{"PUT", "w1", "a", "PUT", "w1", "a", "w1", "b", "DELETE", "w1", "b", "w1", ""}
 		deadline := time.After(20 * time.Second)
-		var got []string
-		run("", "put", "w1", "a")
-		want := []string{"PUT", "w1", "a"}
-		for len(got) < len(want) {
+		for i, w := range want {
 			select {
 			case l, ok := <-lines:
 				if !ok {
-					t.Fatalf("etcdctl watch ended: %q", got)
-				}
-				got = append(got, l)
-			case <-time.After(500 * time.Millisecond):
-				if len(got) == 0 {
-					run("", "put", "w1", "a")
-				}
-			case <-deadline:
-				t.Fatalf("no watch event; got %q", got)
-			}
-		}
-		run("", "put", "w1", "b")
-		run("", "del", "w1")
-		want = []string{"PUT", "w1", "a", "w1", "b", "DELETE", "w1", "b", "w1", ""}
-		for _, w := range want {
-			select {
-			case l := <-lines:
-				if l == "PUT" && w != "PUT" {
-					// A repeated first put while waiting for registration.
-					<-lines
-					<-lines
-					l = <-lines
+					t.Fatalf("etcdctl watch ended after %d lines", i)
 				}
 				if l != w {
-					t.Fatalf("watch line %q, want %q", l, w)
+					t.Fatalf("watch line %d: %q, want %q", i, l, w)
 				}
 			case <-deadline:
-				t.Fatal("watch events missing")
+				t.Fatalf("watch: only %d of %d lines", i, len(want))
 			}
 		}
 	})
