@@ -227,26 +227,29 @@ func (l *lessor) applyCheckpoint(idx uint64, r *pb.LeaseCheckpointRequest) resul
 }
 
 // renew refreshes a lease's deadline on the leader and returns its TTL.
-// It and remaining catch up with leadership first: the periodic check may
-// not have promoted a new leader yet, and until then a single member would
-// forward to itself (etcd promotes its lessor as soon as it wins).
 func (l *lessor) renew(id int64) (int64, error) {
-	l.syncLeadership()
-	ls, ok := l.s.kv.Lease(id)
-	if !ok {
-		return 0, mvcc.ErrLeaseNotFound
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.mu.leader {
-		return 0, errNotLeader
-	}
-	l.mu.deadlines[id] = time.Now().Add(time.Duration(ls.TTL) * time.Second)
-	return ls.TTL, nil
+	return l.onLeader(id, func(ls mvcc.Lease) int64 {
+		l.mu.deadlines[id] = time.Now().Add(time.Duration(ls.TTL) * time.Second)
+		return ls.TTL
+	})
 }
 
 // remaining returns the seconds left on a lease (leader only).
 func (l *lessor) remaining(id int64) (int64, error) {
+	return l.onLeader(id, func(ls mvcc.Lease) int64 {
+		d, ok := l.mu.deadlines[id]
+		if !ok {
+			return ls.TTL
+		}
+		return max(int64(math.Ceil(time.Until(d).Seconds())), -1)
+	})
+}
+
+// onLeader runs fn on lease id with l.mu held, if this member leads. It
+// catches up with leadership first: the periodic check may not have
+// promoted a new leader yet, and until then a single member would forward
+// to itself (etcd promotes its lessor as soon as it wins).
+func (l *lessor) onLeader(id int64, fn func(mvcc.Lease) int64) (int64, error) {
 	l.syncLeadership()
 	ls, ok := l.s.kv.Lease(id)
 	if !ok {
@@ -257,11 +260,7 @@ func (l *lessor) remaining(id int64) (int64, error) {
 	if !l.mu.leader {
 		return 0, errNotLeader
 	}
-	d, ok := l.mu.deadlines[id]
-	if !ok {
-		return ls.TTL, nil
-	}
-	return max(int64(math.Ceil(time.Until(d).Seconds())), -1), nil
+	return fn(ls), nil
 }
 
 var errNotLeader = errors.New("server: not leader")
