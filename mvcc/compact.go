@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/engine/failpoint"
 )
 
 // Compaction, etcd's semantics on this layout.
@@ -278,6 +279,11 @@ func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 		done, err := s.compactBatch(target, &t)
 		if err != nil || done {
 			return t, err
+		}
+		if failpoint.Enabled {
+			if err := failpoint.Inject(failpoint.CompactMid); err != nil {
+				return t, err
+			}
 		}
 		select {
 		case <-s.comp.stopc:

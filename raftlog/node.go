@@ -11,6 +11,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/engine/failpoint"
 )
 
 // Node runs one raft member: a raft.RawNode driven by one goroutine (the
@@ -340,10 +342,16 @@ func (n *Node) handleReady() bool {
 	}
 	persisted := rd.Snapshot
 	persisted.Data = nil // the snapshot kept by Storage is metadata only
+	if failpoint.Enabled {
+		_ = failpoint.Inject(failpoint.RaftBeforeSave) // panic/exit/sleep only
+	}
 	if err := n.st.Save(rd.HardState, rd.Entries, persisted); err != nil {
 		n.fatal("raftlog: persisting raft state failed", zap.Error(err),
 			zap.Int("entries", len(rd.Entries)), zap.Uint64("snapshot-index", rd.Snapshot.Metadata.Index))
 		return false
+	}
+	if failpoint.Enabled {
+		_ = failpoint.Inject(failpoint.RaftAfterSave) // panic/exit/sleep only
 	}
 	if len(rd.CommittedEntries) > 0 {
 		task := applyTask{ents: rd.CommittedEntries, confStates: n.applyConfChanges(rd.CommittedEntries)}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/engine/failpoint"
 )
 
 // Storage is raft's log, hard state and snapshot metadata, kept in the
@@ -346,6 +347,13 @@ func (s *Storage) Save(hs raftpb.HardState, ents []raftpb.Entry, snap raftpb.Sna
 		return nil
 	}
 	start := time.Now()
+	if u.sync && failpoint.Enabled {
+		// The synced write is the raft log's fsync: an injected error here
+		// is a failed fsync, which the caller treats as fatal.
+		if err := failpoint.Inject(failpoint.RaftSync); err != nil {
+			return err
+		}
+	}
 	if err := s.db.Write(b, u.sync); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/engine/failpoint"
 )
 
 // applier adapts the server to raftlog's Applier: committed entries arrive
@@ -55,7 +56,13 @@ func (s *Server) applyNormal(e *raftpb.Entry) {
 	if err := r.Unmarshal(e.Data); err != nil {
 		s.lg.Panic("undecodable raft entry", zap.Uint64("index", e.Index), zap.Error(err))
 	}
+	if failpoint.Enabled {
+		_ = failpoint.Inject(failpoint.ApplyBeforeBatch) // panic/exit/sleep only
+	}
 	res := s.applyObserved(e.Index, &r) // applyRequest, timed and counted (metrics.go)
+	if failpoint.Enabled {
+		_ = failpoint.Inject(failpoint.ApplyAfterBatch) // written with its index, not answered
+	}
 	if r.Header != nil {
 		s.waits.Trigger(r.Header.ID, res)
 	}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/engine/failpoint"
 	"github.com/metastore/metastore/mvcc"
 	"github.com/metastore/metastore/raftlog"
 	"github.com/metastore/metastore/raftlog/transport"
@@ -92,6 +93,8 @@ func raftEngineOptions() tuning.Options {
 	o.WriteBufferBytes = 32 << 20
 	o.MaxWriteBufferNumber = 4
 	o.Statistics = false
+	// Every raft log write that matters is synced; nothing replays it.
+	o.ManualWALFlush = false
 	return o
 }
 
@@ -335,6 +338,9 @@ func (s *Server) Serve() error {
 			first, _ := s.rstore.FirstIndex()
 			return first
 		}})
+	}
+	if failpoint.Enabled {
+		peerMux.Handle(failpointsPath, failpointsHandler{})
 	}
 	s.peerSrv = &http.Server{Handler: peerMux, ReadHeaderTimeout: 5 * time.Second}
 	s.tr.ConfigureServer(s.peerSrv) // cleartext HTTP/2 for the raft streams

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/engine/failpoint"
 	"github.com/metastore/metastore/tuning"
 )
 
@@ -194,7 +195,14 @@ func installSnapshotDir(db *engine.DB, dir string) error {
 		return fmt.Errorf("open received snapshot: %w", err)
 	}
 	defer src.Close()
-	for _, cf := range restoredCFs {
+	for i, cf := range restoredCFs {
+		if failpoint.Enabled && i == 1 {
+			// Mid-install: some column families replaced, the restoring
+			// marker set; a restart must redo the install.
+			if err := failpoint.Inject(failpoint.SnapshotInstallMid); err != nil {
+				return err
+			}
+		}
 		if err := replaceCF(db, src, cf); err != nil {
 			return err
 		}

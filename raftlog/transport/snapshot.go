@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+
+	"github.com/metastore/metastore/engine/failpoint"
 )
 
 // ErrFaultDropped is the failure of a snapshot that Faults.Drop dropped.
@@ -215,7 +217,12 @@ func (p *peer) writeSnapshot(w *io.PipeWriter, m *raftpb.Message, dir string, fi
 		return err
 	}
 	corrupt := p.t.faults.corruptSnapshot(p.id)
-	for _, mf := range files {
+	for i, mf := range files {
+		if failpoint.Enabled && i == len(files)/2 {
+			if err := failpoint.Inject(failpoint.SnapshotSendMid); err != nil {
+				return err
+			}
+		}
 		sum, err := p.writeSnapshotFile(filepath.Join(dir, mf.Name), mf.Size, buf, write, &corrupt)
 		if err != nil {
 			return err
