@@ -43,6 +43,8 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 	}
 	opts = append(opts, s.metricsServerOptions()...) // metrics.go
+	// Outside the auth interceptor, so refused changes are recorded.
+	opts = append(opts, grpc.ChainUnaryInterceptor(s.unaryAudit)) // audit.go
 	// Inside the metrics interceptors, so refused requests are counted.
 	opts = append(opts, grpc.ChainUnaryInterceptor(s.unaryAuth), grpc.ChainStreamInterceptor(s.streamAuth)) // auth_check.go
 	if s.tlsc.client != nil {
