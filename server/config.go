@@ -104,6 +104,15 @@ type Config struct {
 	// --engine-options-file, then overrides). Default tuning.Default().
 	Engine tuning.Options
 
+	// InitialCorruptCheck compares this member's HashKV with its peers'
+	// before it serves clients and refuses to start on a mismatch
+	// (--experimental-initial-corrupt-check). Default false, as etcd.
+	InitialCorruptCheck bool
+	// CorruptCheckTime is how often the leader compares HashKV across the
+	// members and raises the CORRUPT alarm on a mismatch
+	// (--experimental-corrupt-check-time). Default 0: off, as etcd.
+	CorruptCheckTime time.Duration
+
 	// ExperimentalPeerFaults mounts the test-only fault hook on the peer
 	// listener at /debug/faults (see faultsHandler) so tests can partition,
 	// drop and delay raft traffic of a real process
@@ -258,6 +267,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WarningApplyDuration < 0 {
 		bad("--warning-apply-duration must not be negative")
+	}
+	if c.CorruptCheckTime < 0 {
+		bad("--experimental-corrupt-check-time must not be negative")
 	}
 	if c.InitialClusterState != "new" && c.InitialClusterState != "existing" {
 		bad("--initial-cluster-state must be new or existing, not %q", c.InitialClusterState)

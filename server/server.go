@@ -333,6 +333,7 @@ func (s *Server) Serve() error {
 	peerMux := http.NewServeMux()
 	peerMux.Handle("/raft/", s.tr.Handler())
 	peerMux.HandleFunc("/members", s.serveMembers)
+	peerMux.HandleFunc(peerHashKVPath, s.serveHashKV) // corrupt.go
 	if s.cfg.ExperimentalPeerFaults {
 		peerMux.Handle(faultsPath, faultsHandler{faults: s.tr.Faults(), stats: s.tr.Stats, raftLogFirstIndex: func() uint64 {
 			first, _ := s.rstore.FirstIndex()
@@ -354,6 +355,14 @@ func (s *Server) Serve() error {
 			go s.peerSrv.ServeTLS(ln, "", "") // TLSConfig set by ConfigureServer
 		} else {
 			go s.peerSrv.Serve(ln)
+		}
+	}
+
+	if s.cfg.InitialCorruptCheck {
+		// As etcd: peers answer on the peer port, clients wait until the
+		// data is known to agree with the cluster's.
+		if err := s.initialCorruptCheck(s.ctx); err != nil { // corrupt.go
+			return err
 		}
 	}
 
@@ -380,6 +389,9 @@ func (s *Server) Serve() error {
 	s.goAttached(func() { c.run(s.ctx) })
 	s.goAttached(func() { s.lessor.run(s.ctx) })
 	s.goAttached(func() { s.alarms.watchQuota(s.ctx) })
+	if s.cfg.CorruptCheckTime > 0 {
+		s.goAttached(func() { s.monitorKVHash(s.ctx) }) // corrupt.go
+	}
 	s.goAttached(func() { s.truncateLogLoop(s.ctx) })
 	s.goAttached(func() { s.publishAttributes(s.ctx) })
 	return nil

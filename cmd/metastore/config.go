@@ -73,6 +73,8 @@ func (f *flags) registerServerFlags() {
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.BoolVar(&c.EnableGRPCGateway, "enable-grpc-gateway", c.EnableGRPCGateway, "Enable GRPC gateway.")
 	fs.DurationVar(&c.WarningApplyDuration, "warning-apply-duration", c.WarningApplyDuration, "Time duration after which a warning is generated if request takes more time.")
+	fs.BoolVar(&c.InitialCorruptCheck, "experimental-initial-corrupt-check", c.InitialCorruptCheck, "Enable to check data corruption before serving any client/peer traffic.")
+	fs.DurationVar(&c.CorruptCheckTime, "experimental-corrupt-check-time", c.CorruptCheckTime, "Duration of time between cluster corruption check passes.")
 	f.log.register(fs)
 }
 
