@@ -6,6 +6,7 @@
 //	metastore-bench put --endpoints 127.0.0.1:2379 --clients 100 --conns 10 --duration 30s --target-name metastore --out results
 //	metastore-bench chart --out put.png results/put-metastore-*.json results/put-etcd-*.json
 //	metastore-bench compare results/put-metastore-*.json results/put-etcd-*.json
+//	metastore-bench noop-server --listen 127.0.0.1:2379
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -44,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runChart(args[1:], stderr)
 	case "compare":
 		return runCompare(args[1:], stdout, stderr)
+	case "noop-server":
+		return runNoopServer(args[1:], stderr)
 	default:
 		sc, err := bench.NewScenario(cmd)
 		if err != nil {
@@ -60,6 +64,7 @@ func usage(w io.Writer) {
   metastore-bench SCENARIO [flags]    run a scenario: %s
   metastore-bench chart --out FILE.png RESULT.json...
   metastore-bench compare RESULT.json RESULT.json...
+  metastore-bench noop-server [--listen ADDR]   a KV server that does nothing (the ceiling)
 Run "metastore-bench SCENARIO --help" for the flags.
 `, strings.Join(bench.ScenarioNames(), ", "))
 }
@@ -235,6 +240,35 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	return 0
+}
+
+// runNoopServer serves bench.NoopServer until SIGINT or SIGTERM.
+func runNoopServer(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("noop-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:2379", "Address to serve the etcd v3 KV API on.")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s := &bench.NoopServer{}
+	fmt.Fprintf(stderr, "noop-server: serving the KV API on %s\n", lis.Addr())
+	if err := s.Serve(ctx, lis); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "noop-server: answered %d requests\n", s.Calls())
 	return 0
 }
 

@@ -27,6 +27,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"put", "--progress", "loud"}, exitUsage, "--progress"},
 		{[]string{"compare", "one.json"}, exitUsage, "need at least 2"},
 		{[]string{"chart"}, exitUsage, "need at least 1"},
+		{[]string{"noop-server", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"noop-server", "--listen", "256.0.0.1:1"}, 1, "256.0.0.1"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(c.args, &stdout, &stderr); code != c.code || !strings.Contains(stderr.String(), c.say) {
