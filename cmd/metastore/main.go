@@ -283,11 +283,15 @@ func runSubcommand(name string, args []string) int {
 		return runImport(args)
 	case "check":
 		return runCheck(args)
+	case "compact":
+		return runCompact(args) // tools.go
+	case "status":
+		return runStatus(args) // tools.go
 	case "version":
 		fmt.Printf("metastore (etcd API %s)\n", server.Version)
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "metastore: unknown command %q (commands: snapshot, export, import, check, config, version; flags start the server)\n", name)
+		fmt.Fprintf(os.Stderr, "metastore: unknown command %q (commands: snapshot, export, import, check, compact, status, config, version; flags start the server)\n", name)
 		return exitUsage
 	}
 }

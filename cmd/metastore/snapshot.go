@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/metastore/metastore/server"
 )
@@ -54,7 +54,8 @@ type usageError struct{ error }
 // snapshot save), writing to FILE.part and renaming it when complete.
 func snapshotSave(args []string) error {
 	fs := flag.NewFlagSet("save", flag.ContinueOnError)
-	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated client endpoints")
+	var cf clientFlags // tools.go
+	cf.register(fs)
 	timeout := fs.Duration("command-timeout", 5*time.Minute, "timeout for the whole transfer")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -63,24 +64,44 @@ func snapshotSave(args []string) error {
 		return usageError{errors.New("want exactly one FILE argument")}
 	}
 	path := fs.Arg(0)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second})
+	cli, err := cf.client()
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	rc, err := cli.Snapshot(ctx)
+	// The raw stream rather than cli.Snapshot: its RemainingBytes gives the
+	// progress bar its total.
+	stream, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Snapshot(ctx, &pb.SnapshotRequest{})
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
 	part := path + ".part"
 	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(f, rc)
+	prog := newProgress("snapshot save", unitBytes, 0)
+	var n int64
+	for {
+		resp, rerr := stream.Recv()
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		if n == 0 {
+			prog.SetTotal(int64(len(resp.Blob)) + int64(resp.RemainingBytes))
+		}
+		if _, err = f.Write(resp.Blob); err != nil {
+			break
+		}
+		n += int64(len(resp.Blob))
+		prog.Add(int64(len(resp.Blob)))
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -98,6 +119,7 @@ func snapshotSave(args []string) error {
 	if err := os.Rename(part, path); err != nil {
 		return err
 	}
+	prog.Done(fmt.Sprintf("%s saved", formatBytes(n)))
 	fmt.Printf("Snapshot saved at %s (%d bytes)\n", path, n)
 	return nil
 }
@@ -183,7 +205,8 @@ func snapshotRestore(args []string) error {
 	if err := os.MkdirAll(engineDir, 0o700); err != nil {
 		return err
 	}
-	if err := untarSnapshot(path, size, engineDir); err != nil {
+	prog := newProgress("snapshot restore", unitBytes, size)
+	if err := untarSnapshot(path, size, engineDir, prog); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
@@ -194,17 +217,20 @@ func snapshotRestore(args []string) error {
 	if err := os.Rename(tmp, cfg.DataDir); err != nil {
 		return err
 	}
+	prog.Done(fmt.Sprintf("%s restored", formatBytes(size)))
 	fmt.Printf("restored snapshot %s into %s; start the member with --initial-cluster-state new\n", path, cfg.DataDir)
 	return nil
 }
 
-func untarSnapshot(path string, size int64, dir string) error {
+// untarSnapshot unpacks the first size bytes of the snapshot at path into
+// dir, counting the bytes read in prog.
+func untarSnapshot(path string, size int64, dir string, prog *progress) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(io.LimitReader(f, size))
+	tr := tar.NewReader(io.TeeReader(io.LimitReader(f, size), prog))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {

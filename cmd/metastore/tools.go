@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,11 +13,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/engine"
 	"github.com/metastore/metastore/mvcc"
@@ -40,7 +45,6 @@ type exportRecord struct {
 }
 
 const exportPageLimit = 1000
-const progressEvery = 10000
 
 // toolExit maps a tool error to an exit status, printing it.
 func toolExit(cmd string, err error) int {
@@ -59,6 +63,63 @@ func runExport(args []string) int { return toolExit("export", exportCmd(args)) }
 func runImport(args []string) int { return toolExit("import", importCmd(args)) }
 func runCheck(args []string) int  { return toolExit("check", checkCmd(args)) }
 
+// clientFlags are the connection flags the online tools share, with
+// etcdctl's names: --endpoints, --user name:password, --cacert, --cert,
+// --key, --dial-timeout.
+type clientFlags struct {
+	endpoints   string
+	user        string
+	cacert      string
+	cert, key   string
+	dialTimeout time.Duration
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.endpoints, "endpoints", "127.0.0.1:2379", "comma-separated client endpoints")
+	fs.StringVar(&c.user, "user", "", "name:password of the user to authenticate as (auth on)")
+	fs.StringVar(&c.cacert, "cacert", "", "verify the server's certificate with this CA bundle (https endpoints)")
+	fs.StringVar(&c.cert, "cert", "", "client certificate for TLS")
+	fs.StringVar(&c.key, "key", "", "client certificate's key for TLS")
+	fs.DurationVar(&c.dialTimeout, "dial-timeout", 5*time.Second, "dial timeout")
+}
+
+// client connects as the flags say.
+func (c *clientFlags) client() (*clientv3.Client, error) {
+	cfg := clientv3.Config{Endpoints: splitEndpoints(c.endpoints), DialTimeout: c.dialTimeout, Logger: zap.NewNop()}
+	if c.user != "" {
+		name, pw, ok := strings.Cut(c.user, ":")
+		if !ok {
+			return nil, usageError{errors.New("--user must be name:password")}
+		}
+		cfg.Username, cfg.Password = name, pw
+	}
+	if c.cacert != "" || c.cert != "" || c.key != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.cacert != "" {
+			pem, err := os.ReadFile(c.cacert)
+			if err != nil {
+				return nil, fmt.Errorf("--cacert: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--cacert %s: no PEM certificate", c.cacert)
+			}
+		}
+		if (c.cert == "") != (c.key == "") {
+			return nil, usageError{errors.New("--cert and --key go together")}
+		}
+		if c.cert != "" {
+			kp, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return nil, fmt.Errorf("--cert/--key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{kp}
+		}
+		cfg.TLS = tc
+	}
+	return clientv3.New(cfg)
+}
+
 func splitEndpoints(s string) []string {
 	var eps []string
 	for _, p := range strings.Split(s, ",") {
@@ -72,18 +133,19 @@ func splitEndpoints(s string) []string {
 func exportCmd(args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: metastore export --endpoints EP [--prefix P | --key K [--range-end E]] [--rev R] --out FILE")
+		fmt.Fprintln(fs.Output(), "usage: metastore export --endpoints EP [--prefix P | --start-key K [--range-end E]] [--rev R] --out FILE")
 		fmt.Fprintln(fs.Output(), "Writes the key range at one revision as JSON lines: a header line, then one object per key")
 		fmt.Fprintln(fs.Output(), `{"key","value" (base64),"create_revision","mod_revision","version","lease"}.`)
 		fs.PrintDefaults()
 	}
-	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated client endpoints")
+	var cf clientFlags
+	cf.register(fs)
 	prefix := fs.String("prefix", "", "export keys with this prefix")
-	key := fs.String("key", "", "first key of the range (with --range-end), or the single key")
-	rangeEnd := fs.String("range-end", "", "end of the range (exclusive); \"\\x00\" means all keys >= --key")
+	// --start-key, not etcdctl's positional key: --key is the TLS key.
+	key := fs.String("start-key", "", "first key of the range (with --range-end), or the single key")
+	rangeEnd := fs.String("range-end", "", "end of the range (exclusive); \"\\x00\" means all keys >= --start-key")
 	rev := fs.Int64("rev", 0, "revision to export (0: current)")
 	out := fs.String("out", "", "output file")
-	timeout := fs.Duration("dial-timeout", 5*time.Second, "dial timeout")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -94,15 +156,15 @@ func exportCmd(args []string) error {
 	fs.Visit(func(f *flag.Flag) { setFlags[f.Name] = true })
 	var start, end []byte
 	switch {
-	case setFlags["prefix"] && (setFlags["key"] || setFlags["range-end"]):
-		return usageError{errors.New("--prefix and --key/--range-end are exclusive")}
+	case setFlags["prefix"] && (setFlags["start-key"] || setFlags["range-end"]):
+		return usageError{errors.New("--prefix and --start-key/--range-end are exclusive")}
 	case setFlags["prefix"]:
 		start = []byte(*prefix)
 		end = []byte(clientv3.GetPrefixRangeEnd(*prefix))
 		if len(start) == 0 {
 			start, end = []byte{0}, []byte{0}
 		}
-	case setFlags["key"]:
+	case setFlags["start-key"]:
 		start = []byte(*key)
 		if setFlags["range-end"] {
 			end = []byte(*rangeEnd)
@@ -114,7 +176,7 @@ func exportCmd(args []string) error {
 		start, end = []byte{0}, []byte{0}
 	}
 
-	cli, err := clientv3.New(clientv3.Config{Endpoints: splitEndpoints(*endpoints), DialTimeout: *timeout})
+	cli, err := cf.client()
 	if err != nil {
 		return err
 	}
@@ -148,6 +210,7 @@ func exportCmd(args []string) error {
 	if err := enc.Encode(exportHeader{Export: 1, Revision: atRev, Count: cresp.Count}); err != nil {
 		return err
 	}
+	prog := newProgress("export", unitKeys, cresp.Count)
 	var n int64
 	cur := start
 	single := len(end) == 0
@@ -166,9 +229,7 @@ func exportCmd(args []string) error {
 				return err
 			}
 			n++
-			if n%progressEvery == 0 {
-				fmt.Fprintf(os.Stderr, "export: %d keys\n", n)
-			}
+			prog.Add(1)
 		}
 		if single || !resp.More || len(resp.Kvs) == 0 {
 			break
@@ -191,7 +252,7 @@ func exportCmd(args []string) error {
 	if err := os.Rename(tmp, *out); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "export: wrote %d keys at revision %d to %s\n", n, atRev, *out)
+	prog.Done(fmt.Sprintf("wrote %d keys at revision %d to %s", n, atRev, *out))
 	return nil
 }
 
@@ -204,10 +265,10 @@ func importCmd(args []string) error {
 		fmt.Fprintln(fs.Output(), "(keys get new revisions and no lease).")
 		fs.PrintDefaults()
 	}
-	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated client endpoints")
+	var cf clientFlags
+	cf.register(fs)
 	in := fs.String("in", "", "export file to read")
 	txnOps := fs.Int("txn-ops", 128, "maximum puts per txn (the server's --max-txn-ops bounds it)")
-	timeout := fs.Duration("dial-timeout", 5*time.Second, "dial timeout")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -222,13 +283,14 @@ func importCmd(args []string) error {
 		return err
 	}
 	defer f.Close()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: splitEndpoints(*endpoints), DialTimeout: *timeout})
+	cli, err := cf.client()
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	ctx := context.Background()
 
+	prog := newProgress("import", unitKeys, 0) // the header gives the total
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
 	var ops []clientv3.Op
 	var n int64
@@ -241,9 +303,7 @@ func importCmd(args []string) error {
 			return err
 		}
 		n += int64(len(ops))
-		if n/progressEvery != (n-int64(len(ops)))/progressEvery {
-			fmt.Fprintf(os.Stderr, "import: %d keys\n", n)
-		}
+		prog.Add(int64(len(ops)))
 		ops = ops[:0]
 		return nil
 	}
@@ -263,6 +323,7 @@ func importCmd(args []string) error {
 				return fmt.Errorf("%s: unsupported export format %d", *in, h.Export)
 			}
 			header = &h
+			prog.SetTotal(h.Count)
 			continue
 		}
 		var r exportRecord
@@ -285,7 +346,7 @@ func importCmd(args []string) error {
 	if header != nil && header.Count != n {
 		return fmt.Errorf("imported %d keys but the file header says %d (truncated file?)", n, header.Count)
 	}
-	fmt.Fprintf(os.Stderr, "import: put %d keys from %s\n", n, *in)
+	prog.Done(fmt.Sprintf("put %d keys from %s", n, *in))
 	return nil
 }
 
@@ -340,7 +401,9 @@ func checkCmd(args []string) error {
 	fmt.Printf("leases: %d\n", len(leases))
 	var problems []string
 	attached := 0
+	prog := newProgress("check leases", unitLeases, int64(len(leases)))
 	for _, l := range leases {
+		prog.Add(1)
 		keys, err := st.LeaseKeys(l.ID)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("lease %x: keys: %v", l.ID, err))
@@ -359,6 +422,7 @@ func checkCmd(args []string) error {
 			}
 		}
 	}
+	prog.Done(fmt.Sprintf("checked %d leases", len(leases)))
 	fmt.Printf("lease-attached keys: %d\n", attached)
 	if len(problems) > 0 {
 		for _, p := range problems {
@@ -367,5 +431,216 @@ func checkCmd(args []string) error {
 		return fmt.Errorf("%d problem(s) found", len(problems))
 	}
 	fmt.Println("OK")
+	return nil
+}
+
+func runCompact(args []string) int { return toolExit("compact", compactCmd(args)) }
+func runStatus(args []string) int  { return toolExit("status", statusCmd(args)) }
+
+// compactCmd compacts the key-value history to a revision, given outright
+// or as the number of recent revisions to keep.
+func compactCmd(args []string) error {
+	fs := flag.NewFlagSet("compact", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: metastore compact --endpoints EP (REV | --keep N) [--physical]")
+		fmt.Fprintln(fs.Output(), "Compacts the history below REV, or below the current revision minus N.")
+		fs.PrintDefaults()
+	}
+	var cf clientFlags
+	cf.register(fs)
+	keep := fs.Int64("keep", 0, "keep the last N revisions: compact to the current revision minus N")
+	physical := fs.Bool("physical", false, "wait until the compaction is applied by every member's engine")
+	timeout := fs.Duration("command-timeout", time.Minute, "timeout of the compaction request")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	keepSet := false
+	fs.Visit(func(f *flag.Flag) { keepSet = keepSet || f.Name == "keep" })
+	var rev int64
+	switch {
+	case keepSet && fs.NArg() > 0:
+		return usageError{errors.New("give REV or --keep, not both")}
+	case keepSet && *keep < 0:
+		return usageError{errors.New("--keep must not be negative")}
+	case !keepSet && fs.NArg() != 1:
+		return usageError{errors.New("want REV or --keep N")}
+	case !keepSet:
+		var err error
+		if rev, err = strconv.ParseInt(fs.Arg(0), 10, 64); err != nil || rev <= 0 {
+			return usageError{fmt.Errorf("REV %q is not a positive revision", fs.Arg(0))}
+		}
+	}
+	cli, err := cf.client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if keepSet {
+		resp, err := cli.Get(ctx, "compact-probe", clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		rev = resp.Header.Revision - *keep
+		if rev < 1 {
+			return fmt.Errorf("current revision %d has fewer than --keep %d revisions before it: nothing to compact", resp.Header.Revision, *keep)
+		}
+	}
+	var opts []clientv3.CompactOption
+	if *physical {
+		opts = append(opts, clientv3.WithCompactPhysical())
+	}
+	if _, err := cli.Compact(ctx, rev, opts...); err != nil {
+		return err
+	}
+	fmt.Printf("compacted revision %d\n", rev)
+	return nil
+}
+
+// endpointStatus is one line of metastore status.
+type endpointStatus struct {
+	Endpoint         string   `json:"endpoint"`
+	MemberID         string   `json:"member_id,omitempty"`
+	Version          string   `json:"version,omitempty"`
+	DBSizeBytes      int64    `json:"db_size_bytes"`
+	IsLeader         bool     `json:"is_leader"`
+	IsLearner        bool     `json:"is_learner"`
+	RaftTerm         uint64   `json:"raft_term"`
+	RaftIndex        uint64   `json:"raft_index"`
+	RaftAppliedIndex uint64   `json:"raft_applied_index"`
+	Revision         int64    `json:"revision"`
+	CompactRevision  int64    `json:"compact_revision"`
+	HashRevision     int64    `json:"hash_revision"`
+	Hash             uint32   `json:"hash"`
+	Errors           []string `json:"errors,omitempty"`
+}
+
+// statusCmd reports every member's state and checks that they agree: the
+// same leader and HashKV at one revision, no alarms, every member answering.
+func statusCmd(args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: metastore status --endpoints EP[,EP...] [--cluster] [-w table|json]")
+		fmt.Fprintln(fs.Output(), "Shows each member's status and HashKV at one revision; exits 1 when a member")
+		fmt.Fprintln(fs.Output(), "does not answer, reports an error or alarm, or the hashes or leaders differ.")
+		fs.PrintDefaults()
+	}
+	var cf clientFlags
+	cf.register(fs)
+	cluster := fs.Bool("cluster", false, "ask every member listed by the cluster, not only --endpoints")
+	writeOut := fs.String("w", "table", "output format: table or json")
+	timeout := fs.Duration("command-timeout", 10*time.Second, "timeout of each member's requests")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *writeOut != "table" && *writeOut != "json" {
+		return usageError{fmt.Errorf("-w %q: want table or json", *writeOut)}
+	}
+	cli, err := cf.client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	eps := splitEndpoints(cf.endpoints)
+	var unpublished []string
+	if *cluster {
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		ml, err := cli.MemberList(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		eps = nil
+		for _, m := range ml.Members {
+			if len(m.ClientURLs) == 0 {
+				unpublished = append(unpublished, fmt.Sprintf("member %s (%x) has not published its client URLs (not started?)", m.Name, m.ID))
+			} else {
+				eps = append(eps, m.ClientURLs[0])
+			}
+		}
+	}
+	if len(eps) == 0 && len(unpublished) > 0 {
+		return errors.New(strings.Join(unpublished, "; "))
+	}
+	if len(eps) == 0 {
+		return usageError{errors.New("no endpoints")}
+	}
+	sts := make([]*endpointStatus, len(eps))
+	minRev := int64(0)
+	for i, ep := range eps {
+		st := &endpointStatus{Endpoint: ep}
+		sts[i] = st
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		resp, err := cli.Status(ctx, ep)
+		cancel()
+		if err != nil {
+			st.Errors = append(st.Errors, err.Error())
+			continue
+		}
+		st.MemberID = fmt.Sprintf("%x", resp.Header.MemberId)
+		st.Version, st.DBSizeBytes = resp.Version, resp.DbSize
+		st.IsLeader, st.IsLearner = resp.Leader == resp.Header.MemberId, resp.IsLearner
+		st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex = resp.RaftTerm, resp.RaftIndex, resp.RaftAppliedIndex
+		st.Revision = resp.Header.Revision
+		st.Errors = append(st.Errors, resp.Errors...)
+		if minRev == 0 || st.Revision < minRev {
+			minRev = st.Revision
+		}
+	}
+	// Every member answering has applied minRev: hash them all there.
+	problems := unpublished
+	hashes := map[uint32][]string{}
+	leaders := 0
+	for _, st := range sts {
+		if st.MemberID == "" {
+			problems = append(problems, st.Endpoint+": "+strings.Join(st.Errors, "; "))
+			continue
+		}
+		if st.IsLeader {
+			leaders++
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		hr, err := cli.HashKV(ctx, st.Endpoint, minRev)
+		cancel()
+		if err != nil {
+			st.Errors = append(st.Errors, "hashkv: "+err.Error())
+		} else {
+			st.HashRevision, st.Hash, st.CompactRevision = minRev, hr.Hash, hr.CompactRevision
+			hashes[hr.Hash] = append(hashes[hr.Hash], st.Endpoint)
+		}
+		for _, e := range st.Errors {
+			problems = append(problems, st.Endpoint+": "+e)
+		}
+	}
+	if len(hashes) > 1 {
+		problems = append(problems, fmt.Sprintf("HashKV at revision %d differs between members: %v", minRev, hashes))
+	}
+	if leaders > 1 {
+		problems = append(problems, fmt.Sprintf("%d members say they are the leader", leaders))
+	}
+	if *writeOut == "json" {
+		b, err := json.MarshalIndent(sts, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+	} else {
+		tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "ENDPOINT\tID\tVERSION\tDB SIZE\tLEADER\tLEARNER\tTERM\tINDEX\tAPPLIED\tREVISION\tCOMPACTED\tHASH\tERRORS")
+		for _, st := range sts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", st.Endpoint, st.MemberID, st.Version,
+				formatBytes(st.DBSizeBytes), st.IsLeader, st.IsLearner, st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex,
+				st.Revision, st.CompactRevision, st.Hash, strings.Join(st.Errors, "; "))
+		}
+		tw.Flush()
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(os.Stderr, "PROBLEM:", p)
+		}
+		return fmt.Errorf("%d problem(s) found", len(problems))
+	}
+	fmt.Fprintf(os.Stderr, "status: %d members agree (HashKV %d at revision %d)\n", len(sts), sts[0].Hash, minRev)
 	return nil
 }
