@@ -93,8 +93,6 @@ func raftEngineOptions() tuning.Options {
 	o.WriteBufferBytes = 32 << 20
 	o.MaxWriteBufferNumber = 4
 	o.Statistics = false
-	// Every raft log write that matters is synced; nothing replays it.
-	o.ManualWALFlush = false
 	return o
 }
 
