@@ -122,6 +122,7 @@ func Open(dir string, o tuning.Options) (*DB, error) {
 		d.dbOpts.SetMaxTotalWalSize(uint64(o.MaxTotalWALBytes))
 	}
 	d.dbOpts.SetEnablePipelinedWrite(o.PipelinedWrite)
+	d.dbOpts.SetManualWALFlush(o.ManualWALFlush)
 	d.dbOpts.SetEnableWriteThreadAdaptiveYield(false)
 	d.dbOpts.SetWALRecoveryMode(walRecoveryMode(o.WALRecovery))
 	d.dbOpts.SetKeepLogFileNum(4)
@@ -436,6 +437,11 @@ func (d *DB) Checkpoint(dir string) error {
 		return err
 	}
 	defer d.release()
+	// Write out WAL records buffered under ManualWALFlush, so the
+	// checkpoint's WAL holds everything written before this call.
+	if err := d.db.FlushWAL(false); err != nil {
+		return fmt.Errorf("engine: checkpoint: flush wal: %w", err)
+	}
 	cp, err := d.db.NewCheckpoint()
 	if err != nil {
 		return fmt.Errorf("engine: checkpoint: %w", err)

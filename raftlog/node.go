@@ -340,6 +340,20 @@ func (n *Node) handleReady() bool {
 		}
 		n.confHist = []indexedConfState{{rd.Snapshot.Metadata.Index, rd.Snapshot.Metadata.ConfState}}
 	}
+	// Committed entries that are already durable here go to the apply
+	// goroutine before this Ready's fsync, so applying batch N overlaps
+	// persisting batch N+1 (etcd does the same). On a leader that is every
+	// committed entry; a follower may be told of commits for entries it
+	// has not persisted yet (they arrive in rd.Entries), and those wait for
+	// the save below, so the state never gets ahead of the local log.
+	appliedEarly := false
+	if c := len(rd.CommittedEntries); c > 0 && raft.IsEmptySnap(rd.Snapshot) &&
+		n.entriesStable(rd.CommittedEntries[c-1].Index, rd.Entries) {
+		if !n.enqueueCommitted(rd.CommittedEntries) {
+			return false
+		}
+		appliedEarly = true
+	}
 	persisted := rd.Snapshot
 	persisted.Data = nil // the snapshot kept by Storage is metadata only
 	if failpoint.Enabled {
@@ -353,9 +367,8 @@ func (n *Node) handleReady() bool {
 	if failpoint.Enabled {
 		_ = failpoint.Inject(failpoint.RaftAfterSave) // panic/exit/sleep only
 	}
-	if len(rd.CommittedEntries) > 0 {
-		task := applyTask{ents: rd.CommittedEntries, confStates: n.applyConfChanges(rd.CommittedEntries)}
-		if !n.enqueueApply(task) {
+	if len(rd.CommittedEntries) > 0 && !appliedEarly {
+		if !n.enqueueCommitted(rd.CommittedEntries) {
 			return false
 		}
 	}
@@ -363,6 +376,23 @@ func (n *Node) handleReady() bool {
 	n.rn.Advance(rd)
 	n.reads.maybeStart(n.rn, time.Now())
 	return true
+}
+
+// entriesStable reports whether every entry up to index is in the local
+// log already: at or below its last persisted index and not about to be
+// overwritten by unstable (the entries this Ready persists).
+func (n *Node) entriesStable(index uint64, unstable []raftpb.Entry) bool {
+	if len(unstable) > 0 && unstable[0].Index <= index {
+		return false
+	}
+	last, err := n.st.LastIndex()
+	return err == nil && index <= last
+}
+
+// enqueueCommitted adopts the conf changes among ents and queues them all
+// for the apply goroutine. It returns false if the node stopped.
+func (n *Node) enqueueCommitted(ents []raftpb.Entry) bool {
+	return n.enqueueApply(applyTask{ents: ents, confStates: n.applyConfChanges(ents)})
 }
 
 // restoreSnapshot has the apply goroutine install snap after the entries

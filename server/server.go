@@ -93,6 +93,8 @@ func raftEngineOptions() tuning.Options {
 	o.WriteBufferBytes = 32 << 20
 	o.MaxWriteBufferNumber = 4
 	o.Statistics = false
+	// Every raft log write that matters is synced; nothing replays it.
+	o.ManualWALFlush = false
 	return o
 }
 
@@ -310,10 +312,10 @@ func (s *Server) loadMembers() error {
 				}
 				s.cluster.setMember(m)
 			} else {
-				var id uint64
-				if _, err := fmt.Sscanf(string(it.Key()[len(prefix):]), "%016x", &id); err != nil {
+				id, err := decodeRemovedKey(it.Key()) // membership.go
+				if err != nil {
 					it.Close()
-					return fmt.Errorf("server: corrupt removed-member key %q", it.Key())
+					return err
 				}
 				s.cluster.removeMember(id)
 			}

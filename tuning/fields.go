@@ -196,6 +196,11 @@ var fields = []field{
 		ptr: func(o *Options) any { return &o.PipelinedWrite },
 	},
 	{
+		key: "manual-wal-flush",
+		doc: "ManualWALFlush keeps unsynced writes' WAL records in RocksDB's WAL buffer (bounded by its 1 MiB writable-file buffer) instead of making a write(2) per batch; they reach the file on the next synced write, SyncWAL, flush or a full buffer.",
+		ptr: func(o *Options) any { return &o.ManualWALFlush },
+	},
+	{
 		key: "blob-files",
 		doc: "BlobFiles separates values of at least MinBlobBytes into blob files, so compactions rewrite keys but not large values.",
 		ptr: func(o *Options) any { return &o.BlobFiles },

@@ -108,6 +108,15 @@ type Options struct {
 	// PipelinedWrite lets WAL writes and memtable inserts of different
 	// batches overlap. Default true.
 	PipelinedWrite bool
+	// ManualWALFlush keeps unsynced writes' WAL records in RocksDB's WAL
+	// buffer (bounded by its 1 MiB writable-file buffer) instead of making a
+	// write(2) per batch; they reach the file on the next synced write,
+	// SyncWAL, flush or a full buffer. A process crash then loses the
+	// unsynced tail, which is safe only where something else replays it:
+	// MetaStore's data engine, whose every write is replayable from the
+	// raft log above its persisted applied index (the raft log's own engine
+	// turns it off). Default true.
+	ManualWALFlush bool
 	// BlobFiles separates values of at least MinBlobBytes into blob files,
 	// so compactions rewrite keys but not large values. Default false.
 	BlobFiles bool

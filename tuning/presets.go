@@ -55,6 +55,7 @@ func Default() Options {
 		WALBytesPerSync:                0,
 		MaxTotalWALBytes:               0,
 		PipelinedWrite:                 true,
+		ManualWALFlush:                 true,
 		BlobFiles:                      false,
 		MinBlobBytes:                   4 << 10,
 		RateLimitBytesPerSec:           0,
