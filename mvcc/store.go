@@ -113,6 +113,21 @@ func (s *Store) load() error {
 	if int64(sched) > int64(rev) {
 		return corruptf("scheduled compaction %d above current revision %d", int64(sched), rev)
 	}
+	// The other bounds of the persisted state; a value outside them is a
+	// damaged record (FuzzOpenMeta found a current revision of 2^63 opening
+	// as a negative revision, and a scheduled compaction of -2 as a negative
+	// compacted revision).
+	never := ^uint64(0)
+	switch {
+	case int64(rev) < 1:
+		return corruptf("current revision %d", int64(rev))
+	case sched != never && int64(sched) < 0:
+		return corruptf("scheduled compaction %d", int64(sched))
+	case finished != never && (sched == never || int64(finished) < 0 || finished > sched):
+		return corruptf("finished compaction %d, scheduled %d", int64(finished), int64(sched))
+	case int64(cursor) < 0 || cursor > rev:
+		return corruptf("compaction cursor %d, current revision %d", int64(cursor), rev)
+	}
 	s.applied.Store(applied)
 	s.state.Store(&revState{rev: int64(rev), compacted: int64(sched)})
 	if err := s.leases.load(db); err != nil {

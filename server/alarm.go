@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -44,6 +45,25 @@ func alarmMetaKey(k alarmKey) []byte {
 	return []byte(fmt.Sprintf("%s%016x/%d", metaAlarmPrefix, k.member, int32(k.alarm)))
 }
 
+// decodeAlarmMetaKey is alarmMetaKey's inverse. It accepts only the
+// canonical form alarmMetaKey writes, because DEACTIVATE deletes exactly that
+// key: an alarm read from any other spelling would come back at every start.
+func decodeAlarmMetaKey(b []byte) (alarmKey, error) {
+	var k alarmKey
+	var t int32
+	if !bytes.HasPrefix(b, []byte(metaAlarmPrefix)) {
+		return alarmKey{}, fmt.Errorf("server: corrupt alarm key %q", b)
+	}
+	if _, err := fmt.Sscanf(string(b[len(metaAlarmPrefix):]), "%016x/%d", &k.member, &t); err != nil {
+		return alarmKey{}, fmt.Errorf("server: corrupt alarm key %q", b)
+	}
+	k.alarm = pb.AlarmType(t)
+	if _, known := pb.AlarmType_name[t]; !known || !bytes.Equal(alarmMetaKey(k), b) {
+		return alarmKey{}, fmt.Errorf("server: corrupt alarm key %q", b)
+	}
+	return k, nil
+}
+
 func newAlarmStore(s *Server) *alarmStore {
 	a := &alarmStore{s: s}
 	a.mu.alarms = map[alarmKey]bool{}
@@ -61,12 +81,10 @@ func (a *alarmStore) load() error {
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
-		var k alarmKey
-		var t int32
-		if _, err := fmt.Sscanf(string(it.Key()[len(metaAlarmPrefix):]), "%016x/%d", &k.member, &t); err != nil {
-			return fmt.Errorf("server: corrupt alarm key %q", it.Key())
+		k, err := decodeAlarmMetaKey(it.Key())
+		if err != nil {
+			return err
 		}
-		k.alarm = pb.AlarmType(t)
 		a.mu.Lock()
 		a.mu.alarms[k] = true
 		a.mu.Unlock()

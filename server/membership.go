@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -232,6 +234,20 @@ const (
 
 func memberKey(id uint64) []byte  { return []byte(fmt.Sprintf("%s%016x", metaMemberPrefix, id)) }
 func removedKey(id uint64) []byte { return []byte(fmt.Sprintf("%s%016x", metaRemovedPrefix, id)) }
+
+// decodeRemovedKey is removedKey's inverse; it accepts only the canonical
+// form (16 lower-case hex digits), as a fuzz target checks.
+func decodeRemovedKey(b []byte) (uint64, error) {
+	hex, ok := bytes.CutPrefix(b, []byte(metaRemovedPrefix))
+	if !ok || len(hex) != 16 {
+		return 0, fmt.Errorf("server: corrupt removed-member key %q", b)
+	}
+	id, err := strconv.ParseUint(string(hex), 16, 64)
+	if err != nil || !bytes.Equal(removedKey(id), b) {
+		return 0, fmt.Errorf("server: corrupt removed-member key %q", b)
+	}
+	return id, nil
+}
 
 func encodeMember(m *Member) []byte {
 	b, err := json.Marshal(m)
