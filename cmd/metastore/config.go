@@ -161,6 +161,7 @@ func (f *flags) loadConfigFile(path string) error {
 	}
 	sort.Strings(keys)
 	var errs []error
+	var blocks []string // TLS blocks
 	for _, k := range keys {
 		v := doc[k]
 		if k == engineOptionsKey {
@@ -170,6 +171,10 @@ func (f *flags) loadConfigFile(path string) error {
 				continue
 			}
 			f.engineOptionsText = s
+			continue
+		}
+		if _, ok := transportSecurityKeys[k]; ok {
+			blocks = append(blocks, k) // after the top-level keys, to find conflicts
 			continue
 		}
 		fl := f.fs.Lookup(k)
@@ -187,6 +192,9 @@ func (f *flags) loadConfigFile(path string) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s: %w", path, k, err))
 		}
+	}
+	for _, k := range blocks {
+		errs = append(errs, f.loadTransportSecurity(path, k, transportSecurityKeys[k], doc[k])...)
 	}
 	return errors.Join(errs...)
 }
@@ -317,4 +325,76 @@ func (f *flags) dump() ([]byte, error) {
 	}
 	header := "# MetaStore configuration (metastore config dump). Keys are etcd's flag names.\n"
 	return append([]byte(header), b...), nil
+}
+
+// transportSecurityKeys are etcd's config-file TLS blocks (embed.securityConfig),
+// with the prefix of the flags their keys set:
+//
+//	client-transport-security:
+//	  cert-file: /etc/metastore/m1.pem     # --cert-file
+//	  key-file: /etc/metastore/m1-key.pem  # --key-file
+//	  trusted-ca-file: /etc/metastore/ca.pem
+//	  client-cert-auth: true
+//	  auto-tls: false
+//	peer-transport-security:               # the same keys, as --peer-*
+//	  cert-file: ...
+var transportSecurityKeys = map[string]string{
+	"client-transport-security": "",
+	"peer-transport-security":   "peer-",
+}
+
+// transportSecurityFlags maps a TLS block's keys to flag names without the
+// prefix. Keys of etcd's block that MetaStore does not implement
+// (client-cert-file, client-key-file, allowed-cn, allowed-hostname,
+// skip-client-san-verification) are refused rather than ignored: ignoring
+// them would serve with less checking than the file asks for.
+var transportSecurityFlags = map[string]string{
+	"cert-file":        "cert-file",
+	"key-file":         "key-file",
+	"trusted-ca-file":  "trusted-ca-file",
+	"client-cert-auth": "client-cert-auth",
+	"auto-tls":         "auto-tls",
+}
+
+// loadTransportSecurity sets the flags of one TLS block. A key also given
+// at the top level of the file with another value is an error.
+func (f *flags) loadTransportSecurity(path, block, prefix string, v any) []error {
+	if v == nil {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return []error{fmt.Errorf("%s: %s must be a mapping of cert-file, key-file, trusted-ca-file, client-cert-auth, auto-tls", path, block)}
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		name, ok := transportSecurityFlags[k]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s.%s is not supported by MetaStore (supported: cert-file, key-file, trusted-ca-file, client-cert-auth, auto-tls)", path, block, k))
+			continue
+		}
+		if m[k] == nil {
+			continue
+		}
+		name = prefix + name
+		fl := f.fs.Lookup(name)
+		val, err := yamlFlagValue(fl, m[k])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s.%s: %w", path, block, k, err))
+			continue
+		}
+		if top := fl.Value.String(); top != fl.DefValue && top != val {
+			errs = append(errs, fmt.Errorf("%s: %s.%s %q conflicts with the top-level %s %q", path, block, k, val, name, top))
+			continue
+		}
+		if err := f.fs.Set(name, val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s.%s: %w", path, block, k, err))
+		}
+	}
+	return errs
 }

@@ -72,6 +72,7 @@ engine-options: |
   max-background-jobs = 3
 client-transport-security:
   auto-tls: false
+discovery-srv: example.com
 `
 
 // TestConfigFileReplacesFlagsAndEnv checks etcd's precedence: with a
@@ -101,7 +102,7 @@ func TestConfigFileReplacesFlagsAndEnv(t *testing.T) {
 		if c.Engine.MaxBackgroundJobs != 3 {
 			t.Errorf("engine-options block not applied: max-background-jobs %d", c.Engine.MaxBackgroundJobs)
 		}
-		if !strings.Contains(strings.Join(f.warnings, "\n"), `unknown key "client-transport-security"`) {
+		if !strings.Contains(strings.Join(f.warnings, "\n"), `unknown key "discovery-srv"`) {
 			t.Errorf("warnings %q", f.warnings)
 		}
 	}
