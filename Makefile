@@ -7,7 +7,7 @@ PKGS := ./...
 # The whole suite must stay well inside CI's 30-minute budget on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all setup build test vet fmt-check bench bench-load run cluster cluster-stop etcd fuzz clean
+.PHONY: all setup build test vet fmt-check bench bench-load run cluster cluster-stop etcd fuzz robustness clean
 
 all: build
 
@@ -62,6 +62,24 @@ fuzz: setup
 	    echo "== $$pkg $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# robustness runs the robustness suite (cmd/metastore-robustness): ROBUSTNESS_RUNS
+# seeded runs of real members built with -tags failpoints, cycling members 1 and 3,
+# both traffic profiles and every fault, each checked for linearizability
+# (porcupine), the watch guarantees, lost writes, revisions and HashKV. Failing
+# runs keep their logs and porcupine visualization under ROBUSTNESS_OUT; every
+# run prints its seed and a replay command. See docs/RELIABILITY.md.
+ROBUSTNESS_RUNS ?= 20
+ROBUSTNESS_SEED ?= $(shell date +%s)
+ROBUSTNESS_DURATION ?= 12s
+ROBUSTNESS_OUT ?= robustness-results
+robustness: setup
+	@mkdir -p $(BIN)
+	$(GO) build -tags failpoints -o $(BIN)/metastore-failpoints ./cmd/metastore
+	$(GO) build -o $(BIN)/metastore-robustness ./cmd/metastore-robustness
+	$(BIN)/metastore-robustness --binary $(BIN)/metastore-failpoints --runs $(ROBUSTNESS_RUNS) \
+	  --seed $(ROBUSTNESS_SEED) --members 1,3 --profile k8s,etcd --fault all \
+	  --duration $(ROBUSTNESS_DURATION) --out $(ROBUSTNESS_OUT)
 
 run: build
 	$(BIN)/metastore --name default --data-dir $(DATA) \
