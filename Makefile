@@ -7,16 +7,26 @@ PKGS := ./...
 # The whole suite must stay well inside CI's 30-minute budget on 2 cores.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all setup build test vet fmt-check bench bench-load run cluster cluster-stop etcd fuzz robustness clean
+.PHONY: all setup build test vet fmt-check bench bench-load run cluster cluster-stop etcd fuzz robustness clean \
+	rocksdb-release bench-compare bench-scale pgo
 
 all: build
 
 setup:
 	@bash scripts/setup.sh
 
+# ROCKSDB selects the RocksDB that bin/metastore links: debian (Debian's
+# shared librocksdb, the quick path `make run` uses) or release (the static
+# -O2 -DNDEBUG x86-64-v3 build of `make rocksdb-release`, compiled once into
+# ~/.cache/metastore). bench-compare measures both unless ROCKSDB is given.
+BENCH_COMPARE_ROCKSDB := $(if $(filter undefined,$(origin ROCKSDB)),both,$(ROCKSDB))
+ROCKSDB ?= debian
+rocksdb_env = $(if $(filter release,$(1)),eval "$$(bash scripts/rocksdb-release.sh --export)";,)
+
 build: setup
 	@mkdir -p $(BIN)
-	@if [ -d cmd/metastore ]; then $(GO) build -o $(BIN)/metastore ./cmd/metastore; fi
+	@if [ -d cmd/metastore ]; then $(call rocksdb_env,$(ROCKSDB)) $(GO) build -o $(BIN)/metastore ./cmd/metastore && \
+	  bash scripts/rocksdb-which.sh $(BIN)/metastore; fi
 	@if [ -d cmd/metastore-bench ]; then $(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench; fi
 
 # etcd builds real etcd and etcdctl once into ~/.cache/metastore (the oracle
@@ -53,6 +63,44 @@ bench-load: build
 	  $(BIN)/metastore-bench $$s --endpoints $(BENCH_ENDPOINTS) --target-name $(BENCH_TARGET) \
 	    $(BENCH_FLAGS) --out $(BENCH_OUT) | tee -a $(BENCH_OUT)/$(BENCH_TARGET).txt || exit 1; \
 	done
+
+# rocksdb-release builds RocksDB 7.8.3 from Debian's source package as a
+# static release library (once; cached in ~/.cache/metastore) and prints the
+# CGO flags that link it. A long compile: about an hour on 2 busy cores.
+rocksdb-release:
+	@bash scripts/rocksdb-release.sh
+
+# bench-compare runs the standard matrix (docs/BENCHMARKS.md) against the
+# no-op server, MetaStore (both RocksDB builds unless ROCKSDB=debian|release)
+# and etcd 3.6.16, 1 and 3 members, pinned and unpinned, and prints a
+# markdown table; knobs are the BENCH_COMPARE_* variables of
+# scripts/bench-compare.sh (e.g. BENCH_COMPARE_REQUESTS=6000 for a quick run).
+bench-compare: setup etcd
+	@mkdir -p $(BIN)
+	@$(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench
+	@ms=""; for v in $(if $(filter both,$(BENCH_COMPARE_ROCKSDB)),debian release,$(BENCH_COMPARE_ROCKSDB)); do \
+	  if [ $$v = release ]; then eval "$$(bash scripts/rocksdb-release.sh --export)"; fi; \
+	  $(GO) build -o $(BIN)/metastore-$$v ./cmd/metastore && bash scripts/rocksdb-which.sh $(BIN)/metastore-$$v || exit 1; \
+	  ms="$$ms metastore-$$v=$(BIN)/metastore-$$v"; \
+	done; BENCH_COMPARE_METASTORE="$${BENCH_COMPARE_METASTORE:-$$ms}" bash scripts/bench-compare.sh
+
+# bench-scale loads BENCH_SCALE_KEYS (10M) keys of 256 B into MetaStore and
+# etcd and compares RSS, disk and get/page p99 with the same at 100k keys.
+# Hours on this machine; see scripts/bench-scale.sh for its knobs.
+bench-scale: setup etcd
+	@mkdir -p $(BIN)
+	@$(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench
+	@$(call rocksdb_env,$(ROCKSDB)) $(GO) build -o $(BIN)/metastore-scale ./cmd/metastore && bash scripts/rocksdb-which.sh $(BIN)/metastore-scale
+	@METASTORE_BIN=$(BIN)/metastore-scale bash scripts/bench-scale.sh
+
+# pgo runs the put, range and txn-k8s scenarios against a fresh MetaStore
+# with CPU profiles and merges them into cmd/metastore/default.pgo, which
+# `go build` then uses (-pgo=auto). See docs/PERFORMANCE.md.
+pgo: setup
+	@mkdir -p $(BIN)
+	@$(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench
+	@$(call rocksdb_env,$(ROCKSDB)) $(GO) build -pgo=off -o $(BIN)/metastore-nopgo ./cmd/metastore
+	@METASTORE_BIN=$(BIN)/metastore-nopgo bash scripts/bench-pgo.sh
 
 # fuzz runs every fuzz target for FUZZTIME each (the seeds alone run in `make test`).
 FUZZTIME ?= 30s
