@@ -62,6 +62,26 @@ END {
   }
 }' "$tsv"
 
+# The issue's targets, pinned, 100 clients over 10 connections.
+echo "### Targets (pinned, 100 clients x 10 conns)"
+echo
+echo "| build | 1 member put >= 2x etcd | 1 member put p99 <= 0.6x etcd | 1 member linearizable get >= 1.3x etcd | 3 members put >= 1.5x etcd |"
+echo "|---|---|---|---|---|"
+awk -F'\t' '
+NR == 1 { next }
+$2 == "pinned" && $5 == 100 && $6 == 10 { rps[$1, $3, $4] = $7; p99[$1, $3, $4] = $9; if ($3 ~ /^metastore/ && !($3 in seen)) { seen[$3] = 1; ms[++n] = $3 } }
+function check(m, t, row, want, what,   r) {
+  if (!((m, t, row) in rps) || !((m, "etcd", row) in rps) || rps[m, "etcd", row] == 0 || p99[m, "etcd", row] == 0) return "not run"
+  r = (what == "p99") ? p99[m, t, row] / p99[m, "etcd", row] : rps[m, t, row] / rps[m, "etcd", row]
+  return sprintf("%.2fx %s", r, ((what == "p99") ? r <= want : r >= want) ? "met" : "**missed**")
+}
+END {
+  for (i = 1; i <= n; i++)
+    printf "| %s | %s | %s | %s | %s |\n", ms[i], check(1, ms[i], "put", 2, "rps"), check(1, ms[i], "put", 0.6, "p99"),
+      check(1, ms[i], "get-l", 1.3, "rps"), check(3, ms[i], "put", 1.5, "rps")
+}' "$tsv"
+echo
+
 if [ -f "$dir/resources.tsv" ] && [ "$(wc -l <"$dir/resources.tsv")" -gt 1 ]; then
   echo "### Resources at the end of each server's rows"
   echo
