@@ -8,7 +8,7 @@ PKGS := ./...
 TEST_TIMEOUT ?= 25m
 
 .PHONY: all setup build test vet fmt-check bench bench-load run cluster cluster-stop etcd fuzz robustness clean \
-	rocksdb-release bench-compare bench-scale pgo
+	rocksdb-release bench-compare bench-scale bench-presets pgo
 
 all: build
 
@@ -92,6 +92,14 @@ bench-scale: setup etcd
 	@$(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench
 	@$(call rocksdb_env,$(ROCKSDB)) $(GO) build -o $(BIN)/metastore-scale ./cmd/metastore && bash scripts/rocksdb-which.sh $(BIN)/metastore-scale
 	@METASTORE_BIN=$(BIN)/metastore-scale bash scripts/bench-scale.sh
+
+# bench-presets measures every tuning preset on the standard rows and a
+# 1M-key scale load, RSS beside each preset's memory budget (docs/TUNING.md).
+bench-presets: setup etcd
+	@mkdir -p $(BIN)
+	@$(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench
+	@$(call rocksdb_env,$(ROCKSDB)) $(GO) build -o $(BIN)/metastore-presets ./cmd/metastore && bash scripts/rocksdb-which.sh $(BIN)/metastore-presets
+	@METASTORE_BIN=$(BIN)/metastore-presets bash scripts/bench-presets.sh
 
 # pgo runs the put, range and txn-k8s scenarios against a fresh MetaStore
 # with CPU profiles and merges them into cmd/metastore/default.pgo, which
