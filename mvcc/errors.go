@@ -29,6 +29,10 @@ var (
 	ErrAlreadyApplied = errors.New("mvcc: raft index already applied")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("mvcc: store closed")
+	// ErrWriteFailed wraps an engine error from writing an apply batch: the
+	// engine's state is unknown and the caller must stop, as after a failed
+	// fsync; the entry is replayed from the raft log on restart.
+	ErrWriteFailed = errors.New("mvcc: write batch failed")
 )
 
 // Request-validation errors: exactly the gRPC errors etcd's kvServer

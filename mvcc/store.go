@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/engine/failpoint"
 )
 
 // revState is the published pair (current revision, compacted revision).
@@ -245,10 +246,16 @@ func (s *Store) writeAppliedLocked(b *engine.Batch, index uint64) error {
 	var v [8]byte // the batch copies it
 	binary.BigEndian.PutUint64(v[:], index)
 	b.Put(engine.CFMeta, metaAppliedIndex, v[:])
+	if failpoint.Enabled {
+		if err := failpoint.Inject(failpoint.ApplyWrite); err != nil {
+			b.Reset()
+			return fmt.Errorf("%w: %w", ErrWriteFailed, err)
+		}
+	}
 	if err := s.db.Write(b, false); err != nil {
 		// The engine's state is unknown: the caller must stop, as after a
 		// failed fsync (see the package doc).
-		return fmt.Errorf("mvcc: write batch: %w", err)
+		return fmt.Errorf("%w: %w", ErrWriteFailed, err)
 	}
 	s.applied.Store(index)
 	s.mu.appliedDirty = false

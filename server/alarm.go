@@ -27,6 +27,7 @@ type alarmStore struct {
 	dbSizeBytes      atomic.Int64 // physical: live SST and blob files plus memtables
 	dbSizeInUseBytes atomic.Int64 // RocksDB's estimate of live data
 	raising          atomic.Bool  // a NOSPACE proposal is in flight
+	diskLow          atomic.Bool  // free disk space below DiskReserveBytes (diskspace.go)
 
 	mu struct {
 		sync.RWMutex
@@ -136,6 +137,10 @@ func (a *alarmStore) checkWrite() error {
 		a.raise(pb.AlarmType_NOSPACE)
 		return errNoSpace
 	}
+	if a.diskLow.Load() {
+		a.raise(pb.AlarmType_NOSPACE)
+		return errNoSpace
+	}
 	return nil
 }
 
@@ -238,6 +243,7 @@ func (a *alarmStore) sample() {
 	}
 	a.dbSizeBytes.Store(int64(st.LiveSSTBytes + st.BlobBytes + st.MemtableBytes))
 	a.dbSizeInUseBytes.Store(int64(st.EstimatedLiveDataBytes + st.MemtableBytes))
+	a.sampleDisk() // diskspace.go
 }
 
 // watchQuota samples the engine's size for the quota and Status.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/metastore/metastore/engine"
 	"github.com/metastore/metastore/engine/failpoint"
+	"github.com/metastore/metastore/mvcc"
 )
 
 // applier adapts the server to raftlog's Applier: committed entries arrive
@@ -60,6 +62,12 @@ func (s *Server) applyNormal(e *raftpb.Entry) {
 		_ = failpoint.Inject(failpoint.ApplyBeforeBatch) // panic/exit/sleep only
 	}
 	res := s.applyObserved(e.Index, &r) // applyRequest, timed and counted (metrics.go)
+	if errors.Is(res.err, mvcc.ErrWriteFailed) {
+		// The data engine refused a write (disk full, I/O error): its state
+		// is unknown, and going on would mark this entry applied without its
+		// effects. Stop; on restart the raft log replays it.
+		s.lg.Fatal("applying a raft entry failed to write to the engine", zap.Uint64("index", e.Index), zap.Error(res.err))
+	}
 	if failpoint.Enabled {
 		_ = failpoint.Inject(failpoint.ApplyAfterBatch) // written with its index, not answered
 	}

@@ -60,6 +60,16 @@ type Config struct {
 	// data exceeds it (--quota-backend-bytes). Default 2 GiB as etcd;
 	// 0 means the default, negative disables the quota.
 	QuotaBackendBytes int64
+	// DiskReserveBytes raises the NOSPACE alarm when the free space of the
+	// data directory's filesystem falls below it, so writes are refused
+	// with etcd's "database space exceeded" while RocksDB still has room
+	// to flush, compact and write the alarm itself (--disk-reserve-bytes,
+	// a MetaStore flag; diskspace.go). Default 256 MiB; 0 means the
+	// default, negative disables the check.
+	DiskReserveBytes int64
+	// diskFreeBytes reports the free bytes of the filesystem holding dir;
+	// statfs unless a test injects a fault. Default statfsFreeBytes.
+	diskFreeBytes func(dir string) (uint64, error)
 	// MaxRequestBytes bounds a client request (--max-request-bytes).
 	// Default 1.5 MiB.
 	MaxRequestBytes int
@@ -181,6 +191,7 @@ func DefaultConfig() Config {
 		HeartbeatInterval:        100 * time.Millisecond,
 		ElectionTimeout:          1000 * time.Millisecond,
 		QuotaBackendBytes:        2 << 30,
+		DiskReserveBytes:         defaultDiskReserveBytes,
 		MaxRequestBytes:          1572864,
 		MaxTxnOps:                128,
 		MaxConcurrentStreams:     ^uint32(0),
@@ -217,6 +228,12 @@ func (c *Config) fillDerived() {
 	}
 	if c.QuotaBackendBytes == 0 {
 		c.QuotaBackendBytes = 2 << 30
+	}
+	if c.DiskReserveBytes == 0 {
+		c.DiskReserveBytes = defaultDiskReserveBytes
+	}
+	if c.diskFreeBytes == nil {
+		c.diskFreeBytes = statfsFreeBytes
 	}
 	if c.Metrics == "" {
 		c.Metrics = "basic"

@@ -117,6 +117,7 @@ func newFlags(name string) *flags {
 	fs.Var(msFlag{&c.HeartbeatInterval}, "heartbeat-interval", "Time (in milliseconds) of a heartbeat interval.")
 	fs.Var(msFlag{&c.ElectionTimeout}, "election-timeout", "Time (in milliseconds) for an election to timeout.")
 	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when the engine's size exceeds the given quota. 0 means use the default quota.")
+	fs.Int64Var(&c.DiskReserveBytes, "disk-reserve-bytes", c.DiskReserveBytes, "Raise the NOSPACE alarm when the data directory's filesystem has less free space than this. 0 means the default, negative disables.")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
 	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.Var(uint32Flag{&c.MaxConcurrentStreams}, "max-concurrent-streams", "Maximum concurrent streams that each client can open at a time.")

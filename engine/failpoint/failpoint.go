@@ -58,12 +58,16 @@ const (
 	// RaftSync: the raft log's fsync itself; "error" here models a failed
 	// fsync, which must be fatal.
 	RaftSync = "raftSync"
+	// ApplyWrite: the data engine's write of an apply batch (mvcc); "error"
+	// models a failed write (ENOSPC, EIO), after which the engine's state is
+	// unknown and the member must stop.
+	ApplyWrite = "applyWrite"
 )
 
 // Names lists every point, sorted.
 func Names() []string {
 	n := []string{RaftBeforeSave, RaftAfterSave, ApplyBeforeBatch, ApplyAfterBatch,
-		CompactMid, SnapshotSendMid, SnapshotInstallMid, RaftSync}
+		CompactMid, SnapshotSendMid, SnapshotInstallMid, RaftSync, ApplyWrite}
 	sort.Strings(n)
 	return n
 }
