@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/metastore/metastore/mvcc"
 	"github.com/metastore/metastore/server/auth"
 )
 
@@ -395,11 +396,19 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 			return nil, err
 		}
 	case *pb.RangeRequest:
+		// Validation before permission, as etcd's v3rpc: an invalid request
+		// gets its validation error whoever sends it.
+		if err := mvcc.ValidateRange(r); err != nil {
+			return nil, toGRPCError(err)
+		}
 		return s.readWithAuth(ctx, req, h, func(ai *auth.AuthInfo) error {
 			return s.authStore.IsRangePermitted(ai, r.Key, r.RangeEnd)
 		})
 	case *pb.TxnRequest:
 		if isTxnReadOnly(r) { // writes are checked at apply time
+			if err := mvcc.ValidateTxn(r, s.cfg.MaxTxnOps); err != nil {
+				return nil, toGRPCError(err)
+			}
 			return s.readWithAuth(ctx, req, h, func(ai *auth.AuthInfo) error { return s.checkTxnAuth(ai, r) })
 		}
 	case *pb.LeaseTimeToLiveRequest:
