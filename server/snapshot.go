@@ -130,6 +130,16 @@ func (a *applier) RestoreSnapshot(snap raftpb.Snapshot) error {
 	if err := s.kv.Restore(func() error { return installSnapshotDir(s.db, st.dir) }); err != nil {
 		return fmt.Errorf("server: install snapshot: %w", err)
 	}
+	// The leader took the checkpoint after applying everything up to the
+	// snapshot's index, but the index of trailing entries that changed
+	// nothing (a new leader's empty entry, a refused request) is persisted
+	// lazily, so the checkpoint may say less. Raft resumes after the
+	// snapshot's index: record it, or the next entry would look like a gap.
+	if idx := snap.Metadata.Index; s.kv.AppliedIndex() < idx {
+		if err := s.kv.ApplyMeta(idx, func(*engine.Batch) error { return nil }); err != nil {
+			return fmt.Errorf("server: record snapshot index %d as applied: %w", idx, err)
+		}
+	}
 	if err := s.finishRestore(st.dir); err != nil {
 		return err
 	}
