@@ -118,7 +118,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if s.db, err = engine.Open(filepath.Join(dir, "engine"), cfg.Engine); err != nil {
-		return nil, err
+		return nil, damagedEngineError("data engine", err) // walerror.go
 	}
 	mcfg := mvcc.Config{MaxLeases: cfg.MaxLeases}
 	restoredDir, err := resumeRestore(s.db)
@@ -129,7 +129,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	if s.raftDB, err = engine.Open(filepath.Join(dir, "raft"), raftEngineOptions()); err != nil {
-		return nil, err
+		return nil, damagedEngineError("raft log", err) // walerror.go
 	}
 	if s.rstore, err = raftlog.Open(s.raftDB, raftlog.StorageConfig{OnSyncedWrite: s.obs.metrics.observeWALFsync}); err != nil {
 		return nil, err
