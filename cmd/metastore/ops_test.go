@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -281,5 +282,88 @@ func TestSnapshotClusterRoundTrip(t *testing.T) {
 				t.Errorf("status with a member down: %v %q", err, stderr)
 			}
 		})
+	}
+}
+
+// TestLogOutputsFileAndAudit runs a member logging to a file
+// (--log-outputs) with rotation on, and finds the audit lines of auth
+// changes in it, with the caller and without the password.
+func TestLogOutputsFileAndAudit(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "member.log")
+	c := newCluster(t, 1, "--log-level", "info", "--log-outputs", logFile, "--enable-log-rotation", "--bcrypt-cost", "4")
+	eps := c.endpoints()
+	mustEtcdctl(t, eps, "", "user", "add", "root:Sup3rSecretPw")
+	mustEtcdctl(t, eps, "", "user", "grant-role", "root", "root")
+	mustEtcdctl(t, eps, "", "auth", "enable")
+	mustEtcdctl(t, eps, "", "--user", "root:Sup3rSecretPw", "role", "add", "ops")
+	if out, err := etcdctl(t, eps, "", "role", "add", "anonymous"); err == nil {
+		t.Fatalf("role add without credentials: %q", out)
+	}
+	c.stop() // flushes the log
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "Sup3rSecretPw") {
+		t.Fatal("the password reached the log file")
+	}
+	type line struct {
+		Level, Msg, Method, User, RoleName, UserName, RemoteAddr, Error string
+	}
+	var audit []line
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", l)
+		}
+		if m["msg"] != "audit: auth change" {
+			continue
+		}
+		s := func(k string) string { v, _ := m[k].(string); return v }
+		audit = append(audit, line{s("level"), s("msg"), s("method"), s("user"), s("role-name"), s("user-name"), s("remote-addr"), s("error")})
+	}
+	want := []line{
+		{Level: "info", Method: "UserAdd", UserName: "root"},
+		{Level: "info", Method: "UserGrantRole", UserName: "root", RoleName: "root"},
+		{Level: "info", Method: "AuthEnable"},
+		{Level: "info", Method: "RoleAdd", User: "root", RoleName: "ops"},
+		{Level: "warn", Method: "RoleAdd", RoleName: "anonymous", Error: "etcdserver: user name is empty"},
+	}
+	if len(audit) != len(want) {
+		t.Fatalf("audit lines %+v, want %d", audit, len(want))
+	}
+	for i, w := range want {
+		g := audit[i]
+		if g.Level != w.Level || g.Method != w.Method || g.User != w.User || g.RoleName != w.RoleName || g.UserName != w.UserName ||
+			!strings.HasPrefix(g.RemoteAddr, "127.0.0.1:") || !strings.Contains(g.Error, w.Error) || (w.Error == "") != (g.Error == "") {
+			t.Errorf("audit line %d: %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// TestLogRotationFlags: --log-outputs FILE --enable-log-rotation
+// --log-rotation-config-json, parsed as the server parses them, rotate the
+// file at maxsize.
+func TestLogRotationFlags(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.log")
+	f, err := parseFlags(t, "--data-dir", t.TempDir(), "--log-outputs", path, "--enable-log-rotation",
+		"--log-rotation-config-json", `{"maxsize": 1, "maxage": 0, "maxbackups": 2, "localtime": false, "compress": false}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg := f.cfg.Logger
+	payload := strings.Repeat("y", 1024)
+	for i := 0; i < 2600; i++ { // about 2.6 MB: two rotations at 1 MB
+		lg.Info(payload)
+	}
+	lg.Sync()
+	files, _ := filepath.Glob(filepath.Join(dir, "m*.log"))
+	if len(files) != 3 {
+		t.Fatalf("files after 2.6 MB with maxsize 1 MB, maxbackups 2: %v", files)
+	}
+	if _, err := parseFlags(t, "--data-dir", t.TempDir(), "--log-outputs", path+",stderr,"+path+"2", "--enable-log-rotation"); err == nil ||
+		!strings.Contains(err.Error(), errLogRotationInvalidLogOutput.Error()) {
+		t.Errorf("rotation with two files: %v", err)
 	}
 }
