@@ -44,7 +44,8 @@ type exportRecord struct {
 	Lease          int64  `json:"lease"`
 }
 
-const exportPageLimit = 1000
+// exportPageLimitKeys is how many keys export reads per Range request.
+const exportPageLimitKeys = 1000
 
 // toolExit maps a tool error to an exit status, printing it.
 func toolExit(cmd string, err error) int {
@@ -215,7 +216,7 @@ func exportCmd(args []string) error {
 	cur := start
 	single := len(end) == 0
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRev(atRev), clientv3.WithLimit(exportPageLimit)}
+		opts := []clientv3.OpOption{clientv3.WithRev(atRev), clientv3.WithLimit(exportPageLimitKeys)}
 		if !single {
 			opts = append(opts, clientv3.WithRange(string(end)))
 		}
