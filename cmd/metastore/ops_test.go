@@ -57,6 +57,23 @@ func TestProgressRendering(t *testing.T) {
 		t.Errorf("terminal progress must end with exactly one newline: %q", out)
 	}
 
+	// Stop after an error clears the bar; after Done it writes nothing.
+	var aborted bytes.Buffer
+	clock = time.Unix(1_000_000, 0)
+	p = newProgressTo(&aborted, true, "import", unitKeys, 10, now)
+	clock = clock.Add(time.Second)
+	p.Add(3)
+	p.Stop()
+	p.Stop()
+	if got := aborted.String(); !strings.HasSuffix(got, "\r\033[K") || strings.Count(got, "\r\033[K") != 2 {
+		t.Errorf("stopped bar: %q", got)
+	}
+	n := tty.Len()
+	newProgressTo(&tty, true, "x", unitKeys, 1, now).Stop()
+	if tty.Len() != n {
+		t.Errorf("Stop of an undrawn bar wrote %q", tty.String()[n:])
+	}
+
 	var unknown bytes.Buffer
 	clock = time.Unix(1_000_000, 0)
 	p = newProgressTo(&unknown, false, "import", unitKeys, 0, now)

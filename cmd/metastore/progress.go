@@ -150,6 +150,18 @@ func (p *progress) Done(summary string) {
 	fmt.Fprintf(p.w, "%s: %s in %v\n", p.label, summary, elapsed)
 }
 
+// Stop clears a bar left on the terminal when the work ends without Done
+// (an error), so the error message starts on a clean line. Deferred by
+// every tool; after Done it does nothing.
+func (p *progress) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.mu.drawn = false
+	}
+}
+
 // drawLocked writes the current state.
 // REQUIRES: p.mu held.
 func (p *progress) drawLocked(now time.Time) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/metastore/metastore/server"
 )
@@ -75,7 +76,7 @@ func snapshotSave(args []string) error {
 	// progress bar its total.
 	stream, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Snapshot(ctx, &pb.SnapshotRequest{})
 	if err != nil {
-		return err
+		return rpctypes.Error(err)
 	}
 	part := path + ".part"
 	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -83,6 +84,7 @@ func snapshotSave(args []string) error {
 		return err
 	}
 	prog := newProgress("snapshot save", unitBytes, 0)
+	defer prog.Stop()
 	var n int64
 	for {
 		resp, rerr := stream.Recv()
@@ -90,7 +92,7 @@ func snapshotSave(args []string) error {
 			break
 		}
 		if rerr != nil {
-			err = rerr
+			err = rpctypes.Error(rerr) // etcd's client error, as etcdctl prints it
 			break
 		}
 		if n == 0 {
@@ -206,6 +208,7 @@ func snapshotRestore(args []string) error {
 		return err
 	}
 	prog := newProgress("snapshot restore", unitBytes, size)
+	defer prog.Stop()
 	if err := untarSnapshot(path, size, engineDir, prog); err != nil {
 		os.RemoveAll(tmp)
 		return err

@@ -212,6 +212,7 @@ func exportCmd(args []string) error {
 		return err
 	}
 	prog := newProgress("export", unitKeys, cresp.Count)
+	defer prog.Stop()
 	var n int64
 	cur := start
 	single := len(end) == 0
@@ -292,6 +293,7 @@ func importCmd(args []string) error {
 	ctx := context.Background()
 
 	prog := newProgress("import", unitKeys, 0) // the header gives the total
+	defer prog.Stop()
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
 	var ops []clientv3.Op
 	var n int64
@@ -403,6 +405,7 @@ func checkCmd(args []string) error {
 	var problems []string
 	attached := 0
 	prog := newProgress("check leases", unitLeases, int64(len(leases)))
+	defer prog.Stop()
 	for _, l := range leases {
 		prog.Add(1)
 		keys, err := st.LeaseKeys(l.ID)
