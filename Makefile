@@ -110,6 +110,13 @@ pgo: setup
 	@$(call rocksdb_env,$(ROCKSDB)) $(GO) build -pgo=off -o $(BIN)/metastore-nopgo ./cmd/metastore
 	@METASTORE_BIN=$(BIN)/metastore-nopgo bash scripts/bench-pgo.sh
 
+# disk-faults runs the disk-full tests on a real size-capped tmpfs that
+# they mount (root or CAP_SYS_ADMIN needed, so not part of `make test`,
+# which covers the same paths with injected faults); docs/RELIABILITY.md.
+.PHONY: disk-faults
+disk-faults: setup etcd
+	ETCD_BIN_DIR=$$(bash scripts/etcd.sh) $(GO) test -tags diskfaults -count=1 -v -timeout 20m -run '^TestDiskFull' ./cmd/metastore
+
 # fuzz runs every fuzz target for FUZZTIME each (the seeds alone run in `make test`).
 FUZZTIME ?= 30s
 fuzz: setup

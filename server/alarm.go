@@ -250,12 +250,16 @@ func (a *alarmStore) sample() {
 func (a *alarmStore) watchQuota(ctx context.Context) {
 	t := time.NewTicker(quotaCheckInterval)
 	defer t.Stop()
+	disk := time.NewTicker(diskCheckInterval) // diskspace.go
+	defer disk.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			a.sample()
+		case <-disk.C:
+			a.sampleDisk()
 		}
 	}
 }

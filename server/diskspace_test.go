@@ -14,17 +14,18 @@ import (
 
 // TestDiskFullNoSpace injects the free space the member sees on its data
 // directory's filesystem (the real-filesystem version, on a size-capped
-// tmpfs, is `make disk-faults`): below the reserve, writes that add data
+// tmpfs, is `make disk-faults`): below the reserve in force, writes that add data
 // fail with etcd's "etcdserver: mvcc: database space exceeded" and NOSPACE
 // is raised through raft; reads and deletes are served; nothing written
 // before is lost; once space is back and the alarm disarmed, writes
 // resume. Disarming while the disk is still short raises it again.
 func TestDiskFullNoSpace(t *testing.T) {
-	const reserveBytes = 64 << 20
 	var freeBytes atomic.Uint64
 	freeBytes.Store(1 << 40)
 	cfg := inProcessConfig(t, t.TempDir())
-	cfg.DiskReserveBytes = reserveBytes
+	// A reserve below what the engines can take in one step is raised to
+	// that step (minDiskReserveBytes), so 1 byte short of the step is low.
+	cfg.DiskReserveBytes = 1
 	cfg.diskFreeBytes = func(string) (uint64, error) { return freeBytes.Load(), nil }
 	s, cli := startInProcess(t, cfg)
 	defer s.Stop()
@@ -37,7 +38,7 @@ func TestDiskFullNoSpace(t *testing.T) {
 		}
 	}
 
-	freeBytes.Store(reserveBytes - 1)
+	freeBytes.Store(uint64(minDiskReserveBytes(cfg)) - 1)
 	waitAlarms(t, cli, []*pb.AlarmMember{{MemberID: s.ID(), Alarm: pb.AlarmType_NOSPACE}})
 	if _, err := cli.Put(ctx, "d", "v"); !errors.Is(err, rpctypes.ErrNoSpace) {
 		t.Fatalf("put with the disk short: %v, want %v", err, rpctypes.ErrNoSpace)
