@@ -24,7 +24,7 @@
 #   BENCH_COMPARE_OUT        results directory (bench-results/compare-DATE)
 #   BENCH_COMPARE_REQUESTS   requests per row at 100+ clients (60000); 1-client
 #                            rows run 1/20 of it for puts, 1/4 for gets
-#   BENCH_COMPARE_MEMBERS    "1 3"
+#   BENCH_COMPARE_MEMBERS    "1 3" ("none": only the extras)
 #   BENCH_COMPARE_PIN        "pinned unpinned"
 #   BENCH_COMPARE_ROWS       "put get-l get-s"
 #   BENCH_COMPARE_CLIENTS    "1x1 100x10 1000x100" (clients x connections)
@@ -54,6 +54,7 @@ etcd_flags=${BENCH_COMPARE_ETCD_FLAGS:-}
 quota=${BENCH_COMPARE_QUOTA:-8589934592}
 extra=${BENCH_COMPARE_EXTRA:-}
 benchbin=${METASTORE_BENCH:-bin/metastore-bench}
+[ "$members_list" = none ] && members_list=""
 
 # Ports: member i (1..3) serves clients on base+10i+1 and peers on base+10i+2.
 port_base=${BENCH_COMPARE_PORT_BASE:-41000}
@@ -221,8 +222,9 @@ for n in $members_list; do
 done
 
 # Extras, 1 member pinned, with metastore-bench (the JSON results under
-# $out/extra): "watch" compares put throughput with no watcher and with
-# $BENCH_COMPARE_WATCHERS watchers on the written prefix; "compaction" puts
+# $out/extra): "watch" compares put throughput with no watcher, with
+# $BENCH_COMPARE_WATCHERS watchers on another prefix, and with as many on
+# the written prefix; "compaction" puts
 # while compacting to current - retention every interval, and reports put
 # p99 during and outside compactions.
 watchers=${BENCH_COMPARE_WATCHERS:-10000}
@@ -242,14 +244,28 @@ if [ -n "$extra" ]; then
         --val-size 256 --key-space 100000 --duration "$extra_dur" --progress none --out "$out/extra")
       case $x in
       watch)
+        # Three put runs of the same length: no watcher; $watchers watchers
+        # on another prefix that gets 0.2 put/s (BENCH_COMPARE_WATCH_IDLE_RATE; the server matches every put
+        # against them but delivers little: its watch bookkeeping); and the
+        # watch scenario itself, where every put is delivered to every
+        # watcher on its prefix (bound by delivery, the tool's included).
         taskset -c 1 "$benchbin" put "${common[@]}" 2>>"$out/extra/$target-watch.log" >/dev/null
-        taskset -c 1 "$benchbin" watch "${common[@]}" --watchers "$watchers" --watch-streams 100 2>>"$out/extra/$target-watch.log" >/dev/null || true
         base=$(jq -r .ops_per_s "$(ls -t "$out"/extra/put-"$target"-*.json | head -n1)")
+        taskset -c 1 "$benchbin" watch "${common[@]}" --prefix /watched/ --target-name "$target-idle-watchers" \
+          --watchers "$watchers" --watch-streams 100 --clients 1 --conns 1 --rate "${BENCH_COMPARE_WATCH_IDLE_RATE:-0.2}" \
+          --duration "$(( ${extra_dur%s} + 25 ))s" 2>>"$out/extra/$target-watch.log" >/dev/null &
+        wpid=$!
+        sleep 15 # the watchers' creation (watchCreateTimeout is 10 s)
+        taskset -c 1 "$benchbin" put "${common[@]}" 2>>"$out/extra/$target-watch.log" >/dev/null
+        idle=$(jq -r .ops_per_s "$(ls -t "$out"/extra/put-"$target"-*.json | head -n1)")
+        wait "$wpid" || true
+        taskset -c 1 "$benchbin" watch "${common[@]}" --watchers "$watchers" --watch-streams 100 2>>"$out/extra/$target-watch.log" >/dev/null || true
         w=$(ls -t "$out"/extra/watch-"$target"-*.json | head -n1)
         with=$(jq -r '.classes.put.count / .elapsed_s' "$w")
-        printf '%s\twatch\tput_req_s_no_watchers\t%.0f\n%s\twatch\tput_req_s_%d_watchers\t%.0f\n' \
-          "$target" "$base" "$target" "$watchers" "$with" >>"$out/extra.tsv"
-        log "$target: puts/s with no watcher $base, with $watchers watchers $with"
+        printf '%s\twatch\tput_req_s_no_watchers\t%.0f\n' "$target" "$base" >>"$out/extra.tsv"
+        printf '%s\twatch\tput_req_s_%d_watchers_other_prefix\t%.0f\n' "$target" "$watchers" "$idle" >>"$out/extra.tsv"
+        printf '%s\twatch\tput_req_s_%d_watchers_delivering\t%.0f\n' "$target" "$watchers" "$with" >>"$out/extra.tsv"
+        log "$target: puts/s with no watcher $base, with $watchers watchers on another prefix $idle, delivering $with"
         ;;
       compaction)
         taskset -c 1 "$benchbin" compaction "${common[@]}" --compact-interval "$compact_interval" \

@@ -29,7 +29,9 @@ budget() {
   esac
 }
 
+# BENCH_PRESETS_REPORT_ONLY=1 only prints the report of BENCH_PRESETS_OUT.
 first=1
+[ "${BENCH_PRESETS_REPORT_ONLY:-0}" = 1 ] && presets=""
 for p in $presets; do
   targets="metastore"
   [ $first = 1 ] && targets="metastore etcd"
@@ -38,7 +40,7 @@ for p in $presets; do
     BENCH_COMPARE_TARGETS=$targets BENCH_COMPARE_MEMBERS=1 BENCH_COMPARE_PIN=${BENCH_COMPARE_PIN:-pinned} \
     BENCH_COMPARE_CLIENTS=${BENCH_COMPARE_CLIENTS:-100x10} bash scripts/bench-compare.sh >/dev/null
   if [ "$keys" -gt 0 ]; then
-    BENCH_SCALE_OUT=$out/scale-$p BENCH_SCALE_TARGETS=metastore BENCH_SCALE_KEYS=$keys \
+    BENCH_SCALE_OUT=$out/scale-$p BENCH_SCALE_TARGETS=metastore BENCH_SCALE_KEYS=$keys BENCH_SCALE_OVERWRITE_KEYS=0 \
       BENCH_SCALE_METASTORE_FLAGS="--engine-preset $p" METASTORE_BIN=$bin bash scripts/bench-scale.sh >/dev/null
   fi
 done
@@ -60,9 +62,9 @@ done
         if (("etcd", "put") in v) printf "| etcd 3.6.16 | | %s | %s | %s | |\n", v["etcd", "put"], v["etcd", "get-l"], v["etcd", "get-s"]
       }' "$f"
   done
-  if [ "$keys" -gt 0 ]; then
+  if ls "$out"/scale-*/scale.tsv >/dev/null 2>&1; then
     echo
-    echo "Scale: $keys keys of 256 B loaded, then measured ($(grep -m1 -o '[0-9]*s each[^.]*' "$out"/scale-*/report.md | head -n1 | cut -d: -f2))."
+    echo "Scale: $keys keys of 256 B loaded, then measured (measurements ${BENCH_SCALE_DURATION:-30s} each, server on core 0 and tool on core 1)."
     echo
     echo "| preset | budget MiB | load keys/s | get p99 ms | 100-key page p99 ms | RSS MiB | disk MiB |"
     echo "|---|---|---|---|---|---|---|"

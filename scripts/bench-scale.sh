@@ -8,6 +8,13 @@
 # Kubernetes-style pages of the whole prefix). etcd runs with
 # --quota-backend-bytes raised to BENCH_SCALE_QUOTA (32 GiB).
 #
+# Then, unless BENCH_SCALE_OVERWRITE_KEYS=0, the space run on fresh servers:
+# BENCH_SCALE_OVERWRITE_ROUNDS (10) rounds writing the same
+# BENCH_SCALE_OVERWRITE_KEYS (1000000) keys, a compaction to the current
+# revision (etcdctl compact --physical), BENCH_SCALE_SETTLE (60s) for
+# background work, and the disk used against the live data (keys x (16 +
+# 256) bytes); for etcd also after a defrag.
+#
 # Knobs: METASTORE_BIN (bin/metastore), BENCH_SCALE_KEYS (10000000),
 # BENCH_SCALE_SMALL_KEYS (100000), BENCH_SCALE_DURATION (30s per measurement),
 # BENCH_SCALE_TARGETS ("metastore etcd"), BENCH_SCALE_PIN (1: server on core
@@ -39,6 +46,29 @@ rec() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$tsv"; log "$1 at $2 keys: $3 = $4"; }
 pid=""
 stop() { [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }; }
 trap stop EXIT
+
+start_server() { # TARGET DATADIR: sets $data, $ep, $pid
+  local t=$1
+  data=$2
+  rm -rf "$data"
+  ep=127.0.0.1:$port
+  local urls=(--listen-client-urls "http://$ep" --advertise-client-urls "http://$ep"
+    --listen-peer-urls "http://127.0.0.1:$((port + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((port + 1))"
+    --initial-cluster "s=http://127.0.0.1:$((port + 1))" --name s --data-dir "$data" --log-level warn)
+  case $t in
+  # shellcheck disable=SC2086
+  metastore) "$msbin" "${urls[@]}" --quota-backend-bytes "$quota" $ms_flags >>"$out/$t.log" 2>&1 & ;;
+  etcd) "$etcd_dir/etcd" "${urls[@]}" --quota-backend-bytes "$quota" >>"$out/$t.log" 2>&1 & ;;
+  *) log "unknown target $t"; exit 1 ;;
+  esac
+  pid=$!
+  for _ in $(seq 1 300); do
+    "$etcd_dir/etcdctl" --endpoints "$ep" --command-timeout 2s get health >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  log "$t did not start; see $out/$t.log"
+  exit 1
+}
 
 keysize=16 # "/bench/" and 9 hex digits: enough for 10^10 keys
 common=(--key-size "$keysize" --val-size 256 --progress none --out "$out")
@@ -78,23 +108,7 @@ load() { # TARGET KEYS
 
 log "bench-scale: keys $small then $big, $dur per measurement, pin=$pin, targets ($targets); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for t in $targets; do
-  data=$out/data-$t
-  rm -rf "$data"
-  ep=127.0.0.1:$port
-  urls=(--listen-client-urls "http://$ep" --advertise-client-urls "http://$ep"
-    --listen-peer-urls "http://127.0.0.1:$((port + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((port + 1))"
-    --initial-cluster "s=http://127.0.0.1:$((port + 1))" --name s --data-dir "$data" --log-level warn)
-  case $t in
-  # shellcheck disable=SC2086
-  metastore) "$msbin" "${urls[@]}" --quota-backend-bytes "$quota" $ms_flags >"$out/$t.log" 2>&1 & ;;
-  etcd) "$etcd_dir/etcd" "${urls[@]}" --quota-backend-bytes "$quota" >"$out/$t.log" 2>&1 & ;;
-  *) log "unknown target $t"; exit 1 ;;
-  esac
-  pid=$!
-  for _ in $(seq 1 300); do
-    "$etcd_dir/etcdctl" --endpoints "$ep" --command-timeout 2s get health >/dev/null 2>&1 && break
-    sleep 0.2
-  done
+  start_server "$t" "$out/data-$t"
   load "$t" "$small"
   measure "$t" "$small"
   load "$t" "$big"
@@ -102,6 +116,36 @@ for t in $targets; do
   stop
   rm -rf "$data"
 done
+
+owkeys=${BENCH_SCALE_OVERWRITE_KEYS:-1000000}
+rounds=${BENCH_SCALE_OVERWRITE_ROUNDS:-10}
+settle=${BENCH_SCALE_SETTLE:-60s}
+if [ "$owkeys" -gt 0 ]; then
+  live_mb=$(echo "$owkeys * ($keysize + 256) / 1048576" | bc -l)
+  for t in $targets; do
+    start_server "$t" "$out/data-ow-$t"
+    for r in $(seq 1 "$rounds"); do
+      "$benchbin" load "${common[@]}" --endpoints "$ep" --target-name "$t" --keys "$owkeys" --key-space "$owkeys" \
+        --clients 32 --conns 4 --txn-ops 128 2>>"$out/bench.log" >>"$out/bench.txt"
+    done
+    rec "$t" "$owkeys" ow_disk_before_compact_mb "$(($(du -sk "$data" | cut -f1) / 1024))"
+    rev=$("$etcd_dir/etcdctl" --endpoints "$ep" endpoint status -w json | jq '.[0].Status.header.revision')
+    "$etcd_dir/etcdctl" --endpoints "$ep" --command-timeout 30m compact "$rev" --physical >/dev/null
+    sleep "$settle"
+    d=$(($(du -sk "$data" | cut -f1) / 1024))
+    rec "$t" "$owkeys" ow_disk_after_compact_mb "$d"
+    rec "$t" "$owkeys" ow_disk_over_live "$(echo "$d / $live_mb" | bc -l)"
+    if [ "$t" = etcd ]; then
+      "$etcd_dir/etcdctl" --endpoints "$ep" --command-timeout 30m defrag >/dev/null
+      d=$(($(du -sk "$data" | cut -f1) / 1024))
+      rec "$t" "$owkeys" ow_disk_after_defrag_mb "$d"
+      rec "$t" "$owkeys" ow_disk_over_live_after_defrag "$(echo "$d / $live_mb" | bc -l)"
+    fi
+    stop
+    rm -rf "$data"
+  done
+  log "space run: $rounds rounds of $owkeys keys; live data $(printf '%.0f' "$live_mb") MiB"
+fi
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 {
@@ -126,6 +170,12 @@ log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     }
   }' "$tsv"
   echo
+  if grep -q ow_disk "$tsv"; then
+    echo "Space after overwrites (target: MetaStore <= 1.3x the live data with no defrag):"
+    echo
+    awk -F'\t' '$3 ~ /^ow_/ { printf "- %s: %s = %.2f\n", $1, $3, $4 }' "$tsv"
+    echo
+  fi
   echo "Growth from $small to $big keys (p99 at $big / p99 at $small; target <= 1.5):"
   echo
   for t in $targets; do
