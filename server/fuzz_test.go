@@ -2,7 +2,14 @@ package server
 
 import (
 	"bytes"
+	"strings"
 	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metastore/metastore/mvcc"
 )
 
 // Decoders of the records the server persists in the engine's meta column
@@ -59,6 +66,60 @@ func FuzzDecodeMember(f *testing.F) {
 		}
 		if !bytes.Equal(encodeMember(again), encodeMember(m)) {
 			t.Fatalf("member changed through its encoding: %+v -> %+v", m, again)
+		}
+	})
+}
+
+// FuzzRequestValidation runs the gRPC edge's validators (mvcc's, with this
+// server's limits) on arbitrary Range, Put, DeleteRange and Txn bytes: they
+// never panic, and every rejection reaches the client as one of etcd's
+// errors (an "etcdserver: " status with a real code, never Unknown), since
+// clients match on those.
+func FuzzRequestValidation(f *testing.F) {
+	seed := func(r interface{ Marshal() ([]byte, error) }) []byte {
+		b, err := r.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	f.Add(seed(&pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortOrder: 9}))
+	f.Add(seed(&pb.PutRequest{Key: []byte{}, Value: []byte("v")}))
+	f.Add(seed(&pb.PutRequest{Key: []byte("k"), IgnoreValue: true, Value: []byte("v")}))
+	f.Add(seed(&pb.DeleteRangeRequest{Key: []byte{}}))
+	f.Add(seed(&pb.TxnRequest{Success: []*pb.RequestOp{
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("a")}}},
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("a")}}},
+	}}))
+	f.Add(seed(&pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("k"), Target: 9}}, Success: []*pb.RequestOp{{}}}))
+	maxTxnOps := DefaultConfig().MaxTxnOps
+	check := func(t *testing.T, what string, err error) {
+		if err == nil {
+			return
+		}
+		st, ok := status.FromError(toGRPCError(err))
+		if !ok || st.Code() == codes.Unknown || !strings.HasPrefix(st.Message(), "etcdserver: ") {
+			t.Fatalf("%s rejected with %v, which is not one of etcd's errors", what, err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var rr pb.RangeRequest
+		if rr.Unmarshal(b) == nil {
+			check(t, "range", mvcc.ValidateRange(&rr))
+		}
+		var pr pb.PutRequest
+		if pr.Unmarshal(b) == nil {
+			check(t, "put", mvcc.ValidatePut(&pr))
+		}
+		var dr pb.DeleteRangeRequest
+		if dr.Unmarshal(b) == nil {
+			check(t, "delete", mvcc.ValidateDeleteRange(&dr))
+		}
+		var tr pb.TxnRequest
+		if tr.Unmarshal(b) == nil {
+			check(t, "txn", mvcc.ValidateTxn(&tr, maxTxnOps))
+			isTxnReadOnly(&tr)
+			txnHasPut(&tr)
 		}
 	})
 }
