@@ -56,9 +56,10 @@ extra=${BENCH_COMPARE_EXTRA:-}
 benchbin=${METASTORE_BENCH:-bin/metastore-bench}
 [ "$members_list" = none ] && members_list=""
 
-# Ports: member i (1..3) serves clients on base+10i+1 and peers on base+10i+2.
-port_base=${BENCH_COMPARE_PORT_BASE:-41000}
-# serverStartTimeout bounds the wait for a started cluster to answer, in s.
+# Ports: member i (1..3) serves clients on base+10i+1 and peers on base+10i+2;
+# below the ephemeral range (32768 up), where clients' own ports could take them.
+port_base=${BENCH_COMPARE_PORT_BASE:-24000}
+# start_timeout bounds the wait for a started cluster to answer, in s.
 start_timeout=60
 
 etcd_dir=$(bash scripts/etcd.sh)

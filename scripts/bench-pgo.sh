@@ -15,7 +15,7 @@ bin=${METASTORE_BIN:-bin/metastore-nopgo}
 dur=${PGO_DURATION:-30s}
 out=${PGO_OUT:-bench-results/pgo-$(date +%Y%m%d-%H%M%S)}
 benchbin=${METASTORE_BENCH:-bin/metastore-bench}
-port=${PGO_PORT:-41901}
+port=${PGO_PORT:-24901}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$out/run.log" >&2; }

@@ -34,7 +34,7 @@ quota=${BENCH_SCALE_QUOTA:-34359738368}
 ms_flags=${BENCH_SCALE_METASTORE_FLAGS:-}
 out=${BENCH_SCALE_OUT:-bench-results/scale-$(date +%Y%m%d-%H%M%S)}
 benchbin=${METASTORE_BENCH:-bin/metastore-bench}
-port=${BENCH_SCALE_PORT:-41801}
+port=${BENCH_SCALE_PORT:-24801}
 etcd_dir=$(bash scripts/etcd.sh)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
