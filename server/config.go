@@ -67,8 +67,9 @@ type Config struct {
 	// a MetaStore flag; diskspace.go). Default 256 MiB; 0 means the
 	// default, negative disables the check.
 	DiskReserveBytes int64
-	// diskFreeBytes reports the free bytes of the filesystem holding dir;
-	// statfs unless a test injects a fault. Default statfsFreeBytes.
+	// diskFreeBytes reports the free bytes of the filesystem holding dir,
+	// for tests that inject a full disk. Default nil: statfsFreeBytes (not
+	// filled in, so that configurations stay comparable).
 	diskFreeBytes func(dir string) (uint64, error)
 	// MaxRequestBytes bounds a client request (--max-request-bytes).
 	// Default 1.5 MiB.
@@ -231,9 +232,6 @@ func (c *Config) fillDerived() {
 	}
 	if c.DiskReserveBytes == 0 {
 		c.DiskReserveBytes = defaultDiskReserveBytes
-	}
-	if c.diskFreeBytes == nil {
-		c.diskFreeBytes = statfsFreeBytes
 	}
 	if c.Metrics == "" {
 		c.Metrics = "basic"

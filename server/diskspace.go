@@ -79,7 +79,11 @@ func (a *alarmStore) sampleDisk() {
 	if reserve <= 0 {
 		return
 	}
-	free, err := a.s.cfg.diskFreeBytes(a.s.cfg.DataDir)
+	freeBytes := statfsFreeBytes
+	if a.s.cfg.diskFreeBytes != nil {
+		freeBytes = a.s.cfg.diskFreeBytes
+	}
+	free, err := freeBytes(a.s.cfg.DataDir)
 	if err != nil {
 		a.s.lg.Warn("cannot read the data directory's free space", zap.String("data-dir", a.s.cfg.DataDir), zap.Error(err))
 		return
