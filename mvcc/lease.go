@@ -31,7 +31,9 @@ type leaseTable struct {
 }
 
 func (t *leaseTable) load(db *engine.DB) error {
-	t.mu.m = make(map[int64]Lease)
+	// Built aside and swapped in under the lock: Restore reloads the table
+	// while readers (Leases, the metrics loop) run.
+	m := make(map[int64]Lease)
 	it, err := db.NewIterator(engine.CFLease, engine.IterOptions{
 		Lower: []byte{leasePrefix}, Upper: []byte{leasePrefix + 1}, NoFillCache: true})
 	if err != nil {
@@ -47,9 +49,15 @@ func (t *leaseTable) load(db *engine.DB) error {
 		if err != nil {
 			return fmt.Errorf("mvcc: lease %d: %w", id, err)
 		}
-		t.mu.m[id] = Lease{ID: id, TTL: ttl, RemainingTTL: rem}
+		m[id] = Lease{ID: id, TTL: ttl, RemainingTTL: rem}
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.mu.m = m
+	t.mu.Unlock()
+	return nil
 }
 
 func (t *leaseTable) exists(id int64) bool {
