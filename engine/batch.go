@@ -45,6 +45,21 @@ func (b *Batch) Reset() {
 	b.count = 0
 }
 
+// BatchMark is a point in a batch to roll back to.
+type BatchMark struct {
+	len   int
+	count uint32
+}
+
+// Mark returns the batch's current end, for RollbackTo.
+func (b *Batch) Mark() BatchMark { return BatchMark{len: len(b.rep), count: b.count} }
+
+// RollbackTo drops every write added after m was taken.
+func (b *Batch) RollbackTo(m BatchMark) {
+	b.rep = b.rep[:m.len]
+	b.count = m.count
+}
+
 // Count returns the number of writes in the batch.
 func (b *Batch) Count() int { return int(b.count) }
 

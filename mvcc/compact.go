@@ -203,6 +203,9 @@ func (s *Store) Compact(index uint64, rev int64) (<-chan struct{}, error) {
 	if err := s.beginApplyLocked(index); err != nil {
 		return nil, err
 	}
+	if err := s.flushGroupLocked(); err != nil {
+		return nil, err
+	}
 	st := s.state.Load()
 	if rev <= st.compacted {
 		s.noteAppliedLocked(index)
@@ -303,6 +306,9 @@ func (s *Store) compactBatch(target int64, t *touchedRanges) (done bool, err err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.flushGroupLocked(); err != nil {
+		return false, err
+	}
 	s.comp.mu.Lock()
 	cursor := s.comp.mu.cursor
 	s.comp.mu.Unlock()

@@ -74,8 +74,21 @@ func crashChild(dir string, seed int64) {
 		fmt.Fprintf(out, "op %d %s %s %s\n", index, kind, "="+base64.StdEncoding.EncodeToString(b), extra)
 		out.Flush()
 	}
+	inGroup := false
 	for i := 0; i < 1_000_000; i++ {
 		index++
+		// Group commits at random, as the server applies a Ready's
+		// entries: a kill loses a pending group whole.
+		if rnd.Intn(4) == 0 {
+			if inGroup {
+				if err := s.EndGroup(); err != nil {
+					panic(err)
+				}
+			} else {
+				s.BeginGroup()
+			}
+			inGroup = !inGroup
+		}
 		switch x := rnd.Intn(100); {
 		case x < 40:
 			p := g.put()
@@ -112,6 +125,12 @@ func crashChild(dir string, seed int64) {
 		// replays them; SyncWAL (the server's, before truncating that log)
 		// makes everything acked so far durable.
 		if rnd.Intn(8) == 0 {
+			if inGroup {
+				if err := s.EndGroup(); err != nil {
+					panic(err)
+				}
+				inGroup = false
+			}
 			if err := db.SyncWAL(); err != nil {
 				panic(err)
 			}

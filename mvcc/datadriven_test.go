@@ -3,6 +3,7 @@ package mvcc
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func (e *ddEnv) nextIndex(a args) uint64 {
 }
 
 func TestDataDriven(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+	walkScripts(t, func(t *testing.T, path string) {
 		cfg := testCfg()
 		cfg.SubscriberBufferEvents = 3
 		cfg.MaxLeases = 3
@@ -206,5 +207,17 @@ func (e *ddEnv) run(t *testing.T, cmd string, a args, input string) string {
 	default:
 		t.Fatalf("unknown command %q", cmd)
 		return ""
+	}
+}
+
+// walkScripts runs fn on each data-driven script, testdata/*.txt; the
+// fuzz corpora under testdata/fuzz are not scripts.
+func walkScripts(t *testing.T, fn func(t *testing.T, path string)) {
+	paths, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no scripts in testdata: %v", err)
+	}
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) { fn(t, p) })
 	}
 }

@@ -258,8 +258,12 @@ func (s *Store) Subscribe() *Subscription {
 	// after this sees the subscription and builds its events.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Pending grouped txns built no events for this subscription: write
+	// them out (and publish them) before it counts. A failed write is
+	// fatal to the applier, which meets it again; the subscription ends.
+	flushErr := s.flushGroupLocked()
 	s.subs.mu.Lock()
-	if s.closed.Load() {
+	if s.closed.Load() || flushErr != nil {
 		s.subs.mu.Unlock()
 		sub.mu.closed = true
 		close(sub.c)

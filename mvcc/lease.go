@@ -97,7 +97,7 @@ func (t *leaseTable) remove(id int64) {
 // MaxLeaseTTL -> ErrLeaseTTLTooLarge, an existing id -> ErrLeaseExists.
 // Beyond Config.MaxLeases -> ErrTooManyLeases. No revision is created.
 func (s *Store) LeaseGrant(index uint64, id, ttl int64) error {
-	return s.applyWrite(index, func(tx *writeTxn) error {
+	return s.applyWrite(index, false, func(tx *writeTxn) error {
 		if id == 0 {
 			return ErrLeaseNotFound
 		}
@@ -121,7 +121,7 @@ func (s *Store) LeaseGrant(index uint64, id, ttl int64) error {
 // lease id (in key order, as etcd) in one revision, and the lease. rev is
 // the current revision afterwards (unchanged when no key was attached).
 func (s *Store) LeaseRevoke(index uint64, id int64) (rev int64, err error) {
-	err = s.applyWrite(index, func(tx *writeTxn) error {
+	err = s.applyWrite(index, false, func(tx *writeTxn) error {
 		if !s.leases.exists(id) {
 			return ErrLeaseNotFound
 		}
@@ -153,7 +153,7 @@ type LeaseCheckpoint struct{ ID, RemainingTTL int64 }
 // LeaseCheckpoints applies raft entry index, a batch of checkpoints (etcd's
 // LeaseCheckpointRequest), in one atomic batch.
 func (s *Store) LeaseCheckpoints(index uint64, cps []LeaseCheckpoint) error {
-	return s.applyWrite(index, func(tx *writeTxn) error {
+	return s.applyWrite(index, false, func(tx *writeTxn) error {
 		for _, cp := range cps {
 			l, ok := s.leases.get(cp.ID)
 			if !ok {

@@ -216,12 +216,36 @@ func TestRandomAgainstModel(t *testing.T) {
 				strings.Join(history, "\n"))
 		}
 	}
+	// Writes run inside group commits at random, as the server applies a
+	// Ready's entries (group.go); reads, as the server's, see the state
+	// once the group is written, so one ends the group first.
+	inGroup := false
+	endGroup := func() {
+		if inGroup {
+			if err := s.EndGroup(); err != nil {
+				t.Fatal(err)
+			}
+			inGroup = false
+		}
+	}
 	for i := 0; i < *randomOps; i++ {
 		index++
 		if rnd.Intn(50) == 0 {
 			index -= uint64(1 + rnd.Intn(3)) // a replayed entry
 		}
-		switch x := rnd.Intn(100); {
+		if rnd.Intn(4) == 0 {
+			if inGroup {
+				endGroup()
+			} else {
+				s.BeginGroup()
+				inGroup = true
+			}
+		}
+		x := rnd.Intn(100)
+		if isRead := (x >= 35 && x < 55) || (x >= 88 && x < 98); isRead {
+			endGroup()
+		}
+		switch {
 		case x < 25:
 			p := g.put()
 			r1, e1 := s.Put(index, p)
@@ -301,6 +325,7 @@ func TestRandomAgainstModel(t *testing.T) {
 			check("leases", b1.String(), b2.String())
 			index--
 		default:
+			inGroup = false // Close writes a pending group out
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}

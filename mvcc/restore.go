@@ -28,6 +28,9 @@ func (s *Store) Restore(install func() error) error {
 	s.comp.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.flushGroupLocked(); err != nil {
+		return err
+	}
 	s.restoreGen.Add(1)
 	defer s.restoreGen.Add(1)
 	old := s.state.Load()

@@ -48,6 +48,8 @@ type Store struct {
 		tx writeTxn
 		// appliedDirty is set when applied is ahead of the persisted index.
 		appliedDirty bool
+		// group is the pending group commit (group.go).
+		group group
 	}
 
 	leases leaseTable
@@ -193,9 +195,13 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.comp.stop()
-	s.subs.closeAll()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.flushGroupLocked(); err != nil {
+		s.subs.closeAll()
+		return err
+	}
+	s.subs.closeAll()
 	if s.mu.appliedDirty {
 		b := s.mu.batch
 		b.Reset()
@@ -276,6 +282,9 @@ func (s *Store) ApplyMeta(index uint64, fn func(b *engine.Batch) error) error {
 	if fn == nil {
 		s.noteAppliedLocked(index)
 		return nil
+	}
+	if err := s.flushGroupLocked(); err != nil {
+		return err
 	}
 	b := s.mu.batch
 	b.Reset()

@@ -19,7 +19,7 @@ import (
 // txn that writes nothing creates no revision.
 func (s *Store) Txn(index uint64, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	var resp *pb.TxnResponse
-	err := s.applyWrite(index, func(tx *writeTxn) error {
+	err := s.applyWrite(index, groupableTxn(r), func(tx *writeTxn) error {
 		if err := validateTxnStructure(r); err != nil {
 			return err
 		}

@@ -33,6 +33,13 @@ type writeTxn struct {
 	live []mvccpb.Event
 	// afterCommit runs once the batch is written (in-memory lease table).
 	afterCommit []func()
+	// grouped is set when the txn is part of a group commit (group.go):
+	// it shares the group's batch, reads through src and records its kv
+	// writes in the group, with undo to take them back if it fails.
+	grouped bool
+	src     source
+	undo    []undoEntry
+	mark    engine.BatchMark
 
 	// Scratch space reused by every txn (the txn itself is s.mu.tx): the
 	// batch copies what it is given, so one buffer serves each encoding in
@@ -41,14 +48,26 @@ type writeTxn struct {
 }
 
 // newTxnLocked starts a write txn, reusing the store's txn and its
-// buffers. REQUIRES: s.mu held.
-func (s *Store) newTxnLocked() *writeTxn {
+// buffers; a grouped txn continues the pending group's batch and
+// revision. REQUIRES: s.mu held.
+func (s *Store) newTxnLocked(grouped bool) *writeTxn {
 	st := s.state.Load()
 	b := s.mu.batch
-	b.Reset()
 	tx := &s.mu.tx
 	tx.reset()
-	tx.s, tx.beginRev, tx.compacted, tx.b = s, st.rev, st.compacted, b
+	tx.s, tx.beginRev, tx.compacted, tx.b, tx.src = s, st.rev, st.compacted, b, s.db
+	if grouped {
+		g := &s.mu.group
+		if g.kv == nil {
+			g.kv = make(map[string][]byte)
+		}
+		if g.rev != 0 {
+			tx.beginRev = g.rev
+		}
+		tx.grouped, tx.src, tx.mark = true, groupSource{db: s.db, kv: g.kv}, b.Mark()
+	} else {
+		b.Reset()
+	}
 	if s.subs.active() {
 		tx.live = make([]mvccpb.Event, 0, 1)
 	}
@@ -68,6 +87,9 @@ func (tx *writeTxn) reset() {
 	tx.live = nil // handed to subscribers: never reused
 	clear(tx.afterCommit)
 	tx.afterCommit = tx.afterCommit[:0]
+	clear(tx.undo)
+	tx.undo = tx.undo[:0]
+	tx.grouped, tx.src = false, nil
 	if cap(tx.scratch) > maxRetainedTxnBytes {
 		tx.scratch = nil
 	}
@@ -79,7 +101,7 @@ func (tx *writeTxn) reset() {
 // view is the txn's read view: beginRev, plus its own writes at beginRev+1
 // once it has any.
 func (tx *writeTxn) view() *view {
-	v := &view{src: tx.s.db, curRev: tx.beginRev, base: tx.beginRev, compacted: tx.compacted}
+	v := &view{src: tx.src, curRev: tx.beginRev, base: tx.beginRev, compacted: tx.compacted}
 	if len(tx.events) > 0 {
 		v.curRev++
 		v.ov = &tx.ov
@@ -87,22 +109,49 @@ func (tx *writeTxn) view() *view {
 	return v
 }
 
-// applyWrite runs fn in a write txn for raft entry index and commits it.
-// An error from fn discards every change; the entry still counts as
-// applied (it fails the same way on replay).
-func (s *Store) applyWrite(index uint64, fn func(tx *writeTxn) error) error {
+// applyWrite runs fn in a write txn for raft entry index and commits it;
+// a groupable txn joins the pending group commit, if one is open (see
+// group.go). An error from fn discards every change; the entry still
+// counts as applied (it fails the same way on replay).
+func (s *Store) applyWrite(index uint64, groupable bool, fn func(tx *writeTxn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The group is written out first even for an entry that turns out to
+	// be applied already: what a non-grouped caller reads after (Rev())
+	// includes the pending group.
+	grouped, err := s.groupedLocked(groupable)
+	if err != nil {
+		return err
+	}
 	if err := s.beginApplyLocked(index); err != nil {
 		return err
 	}
-	tx := s.newTxnLocked()
+	tx := s.newTxnLocked(grouped)
 	if err := fn(tx); err != nil {
-		tx.b.Reset()
+		tx.rollback()
 		s.noteAppliedLocked(index)
 		return err
 	}
 	return tx.commitLocked(index)
+}
+
+// rollback takes back every change of the txn: the whole batch, or in a
+// group the txn's part of it and of the group's records.
+func (tx *writeTxn) rollback() {
+	if !tx.grouped {
+		tx.b.Reset()
+		return
+	}
+	tx.b.RollbackTo(tx.mark)
+	kv := tx.s.mu.group.kv
+	for i := len(tx.undo) - 1; i >= 0; i-- {
+		u := tx.undo[i]
+		if u.had {
+			kv[u.key] = u.prev
+		} else {
+			delete(kv, u.key)
+		}
+	}
 }
 
 // commitLocked writes the txn's batch with the applied index (and, if it
@@ -113,6 +162,9 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 	s := tx.s
 	rev := tx.beginRev + 1
 	changed := len(tx.events) > 0
+	if tx.grouped {
+		return tx.commitGroupedLocked(index, rev, changed)
+	}
 	if !changed && tx.b.Empty() {
 		s.noteAppliedLocked(index)
 		return nil
@@ -140,10 +192,35 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 	return nil
 }
 
+// commitGroupedLocked adds the txn to the pending group: its events go in
+// the group's batch, its revision, in-memory effects and subscriber
+// events wait for the group's write (flushGroupLocked).
+// REQUIRES: s.mu held.
+func (tx *writeTxn) commitGroupedLocked(index uint64, rev int64, changed bool) error {
+	s, g := tx.s, &tx.s.mu.group
+	if changed {
+		tx.scratch = appendEvents(tx.scratch[:0], tx.events)
+		n := len(tx.scratch)
+		tx.scratch = appendEventKey(tx.scratch, rev)
+		tx.b.Put(engine.CFEvents, tx.scratch[n:], tx.scratch[:n])
+		g.rev = rev
+		if tx.live != nil {
+			g.pubs = append(g.pubs, groupPub{rev: rev, events: tx.live})
+		}
+	}
+	g.afterCommit = append(g.afterCommit, tx.afterCommit...)
+	g.txns++
+	// The index is persisted with the group's write; until then it is
+	// applied in memory only, as any lazily persisted index.
+	s.noteAppliedLocked(index)
+	return nil
+}
+
 // latest returns the committed latest record of key and its bytes, which
-// alias tx.latestBuf: valid until the next call.
+// alias tx.latestBuf: valid until the next call. In a group it sees the
+// group's pending writes.
 func (tx *writeTxn) latest(key []byte) (record, []byte, bool, error) {
-	raw, ok, err := tx.s.db.GetAppend(tx.latestBuf[:0], engine.CFKV, key)
+	raw, ok, err := tx.src.GetAppend(tx.latestBuf[:0], engine.CFKV, key)
 	tx.latestBuf = raw
 	if err != nil || !ok {
 		return record{}, nil, false, err
@@ -209,6 +286,12 @@ func (tx *writeTxn) write(key, value []byte, lease int64, del bool) error {
 	}
 	tx.scratch = appendRecord(tx.scratch[:0], &nr)
 	tx.b.Put(engine.CFKV, key, tx.scratch)
+	if tx.grouped {
+		kv := tx.s.mu.group.kv
+		prevRaw, had := kv[string(key)]
+		tx.undo = append(tx.undo, undoEntry{key: string(key), prev: prevRaw, had: had})
+		kv[string(key)] = bytes.Clone(tx.scratch)
+	}
 
 	var oldLease int64
 	if live {
@@ -367,7 +450,7 @@ func (tx *writeTxn) deleteRange(ctx context.Context, dr *pb.DeleteRangeRequest) 
 // lease must exist, ignore_value/ignore_lease need an existing key.
 func (s *Store) Put(index uint64, r *pb.PutRequest) (*pb.PutResponse, error) {
 	var resp *pb.PutResponse
-	err := s.applyWrite(index, func(tx *writeTxn) error {
+	err := s.applyWrite(index, groupablePut(r), func(tx *writeTxn) error {
 		if err := ValidatePut(r); err != nil {
 			return err
 		}
@@ -388,7 +471,7 @@ func (s *Store) Put(index uint64, r *pb.PutRequest) (*pb.PutResponse, error) {
 // nothing creates no revision.
 func (s *Store) DeleteRange(index uint64, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	var resp *pb.DeleteRangeResponse
-	err := s.applyWrite(index, func(tx *writeTxn) error {
+	err := s.applyWrite(index, groupableDeleteRange(r), func(tx *writeTxn) error {
 		if err := ValidateDeleteRange(r); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package raftlog
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ import (
 //	entries lo=<i> hi=<i> [max=<bytes>]
 //	state
 func TestStorageDataDriven(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+	walkScripts(t, func(t *testing.T, path string) {
 		if !strings.Contains(path, "storage") {
 			return
 		}
@@ -167,4 +168,16 @@ func fmtState(s *Storage) string {
 		}
 	}
 	return b.String()
+}
+
+// walkScripts runs fn on each data-driven script, testdata/*.txt; the
+// fuzz corpora under testdata/fuzz are not scripts.
+func walkScripts(t *testing.T, fn func(t *testing.T, path string)) {
+	paths, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no scripts in testdata: %v", err)
+	}
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) { fn(t, p) })
+	}
 }

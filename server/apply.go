@@ -31,8 +31,16 @@ func (a *applier) AppliedIndex() uint64 { return (*Server)(a).applied.Load() }
 
 // Apply applies committed entries in order. confStates holds, for each conf
 // change entry's index, the configuration raft adopted.
+//
+// The entries share one group commit (mvcc/group.go): puts, deletes and
+// txns on single keys go to the engine in one write at the end instead of
+// one each. So nobody learns of an entry before that write, the answers to
+// the clients and the applied index wait for it too.
 func (a *applier) Apply(ents []raftpb.Entry, confStates map[uint64]raftpb.ConfState) {
 	s := (*Server)(a)
+	answers := s.applyAnswers[:0]
+	var last uint64
+	s.kv.BeginGroup()
 	for i := range ents {
 		e := &ents[i]
 		if e.Index <= s.applied.Load() {
@@ -40,19 +48,47 @@ func (a *applier) Apply(ents []raftpb.Entry, confStates map[uint64]raftpb.ConfSt
 		}
 		switch e.Type {
 		case raftpb.EntryNormal:
-			s.applyNormal(e)
+			if id, res, ok := s.applyNormal(e); ok {
+				answers = append(answers, pendingAnswer{id: id, res: res})
+			}
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 			s.applyConfChange(e, confStates[e.Index])
 		}
-		s.applied.Store(e.Index)
+		last = e.Index
 	}
+	if err := s.kv.EndGroup(); err != nil {
+		// As a failed write of a single entry (applyNormal): the engine's
+		// state is unknown; on restart the raft log replays the group.
+		s.lg.Fatal("writing a group of applied raft entries to the engine failed",
+			zap.Uint64("last-index", last), zap.Error(err))
+	}
+	if failpoint.Enabled {
+		_ = failpoint.Inject(failpoint.ApplyAfterBatch) // written with its index, not answered
+	}
+	if last != 0 {
+		s.applied.Store(last)
+	}
+	for _, a := range answers {
+		s.waits.Trigger(a.id, a.res)
+	}
+	clear(answers)
+	s.applyAnswers = answers[:0]
 }
 
-func (s *Server) applyNormal(e *raftpb.Entry) {
+// pendingAnswer is an applied request's result waiting for its group's
+// write before the proposer hears of it.
+type pendingAnswer struct {
+	id  uint64
+	res result
+}
+
+// applyNormal applies one normal entry and returns the result to hand its
+// proposer (ok false: nobody to answer).
+func (s *Server) applyNormal(e *raftpb.Entry) (id uint64, res result, ok bool) {
 	if len(e.Data) == 0 {
 		// The empty entry a new leader appends; nothing to persist: replaying
 		// it after a crash is harmless.
-		return
+		return 0, result{}, false
 	}
 	var r pb.InternalRaftRequest
 	if err := r.Unmarshal(e.Data); err != nil {
@@ -61,19 +97,17 @@ func (s *Server) applyNormal(e *raftpb.Entry) {
 	if failpoint.Enabled {
 		_ = failpoint.Inject(failpoint.ApplyBeforeBatch) // panic/exit/sleep only
 	}
-	res := s.applyObserved(e.Index, &r) // applyRequest, timed and counted (metrics.go)
+	res = s.applyObserved(e.Index, &r) // applyRequest, timed and counted (metrics.go)
 	if errors.Is(res.err, mvcc.ErrWriteFailed) {
 		// The data engine refused a write (disk full, I/O error): its state
 		// is unknown, and going on would mark this entry applied without its
 		// effects. Stop; on restart the raft log replays it.
 		s.lg.Fatal("applying a raft entry failed to write to the engine", zap.Uint64("index", e.Index), zap.Error(res.err))
 	}
-	if failpoint.Enabled {
-		_ = failpoint.Inject(failpoint.ApplyAfterBatch) // written with its index, not answered
+	if r.Header == nil {
+		return 0, result{}, false
 	}
-	if r.Header != nil {
-		s.waits.Trigger(r.Header.ID, res)
-	}
+	return r.Header.ID, res, true
 }
 
 // applyRequest applies one request at raft index idx. Every branch persists

@@ -35,6 +35,8 @@ const Version = "3.6.16"
 
 // Server is one running member.
 type Server struct {
+	// applyAnswers is Apply's reusable list of answers (apply goroutine only).
+	applyAnswers []pendingAnswer
 	cfg Config
 	lg  *zap.Logger
 
