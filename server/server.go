@@ -37,6 +37,7 @@ const Version = "3.6.16"
 type Server struct {
 	// applyAnswers is Apply's reusable list of answers (apply goroutine only).
 	applyAnswers []pendingAnswer
+
 	cfg Config
 	lg  *zap.Logger
 
