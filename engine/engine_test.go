@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 
+	"github.com/metastore/metastore/engine/ddtest"
 	"github.com/metastore/metastore/tuning"
 )
 
@@ -94,7 +95,7 @@ func quote(b []byte) string {
 //	snapshot <name> | release <name>
 //	reopen | flush | compact <cf> | checkpoint <name> | open-checkpoint <name>
 func TestDataDriven(t *testing.T) {
-	walkScripts(t, func(t *testing.T, path string) {
+	ddtest.Scripts(t, func(t *testing.T, path string) {
 		dir := t.TempDir()
 		db := openTest(t, filepath.Join(dir, "db"))
 		snaps := map[string]*Snapshot{}
@@ -572,17 +573,5 @@ func TestCheckpointIsIndependent(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cp, "CURRENT")); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// walkScripts runs fn on each data-driven script, testdata/*.txt; the
-// fuzz corpora under testdata/fuzz are not scripts.
-func walkScripts(t *testing.T, fn func(t *testing.T, path string)) {
-	paths, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no scripts in testdata: %v", err)
-	}
-	for _, p := range paths {
-		t.Run(filepath.Base(p), func(t *testing.T) { fn(t, p) })
 	}
 }

@@ -3,7 +3,6 @@ package mvcc
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/metastore/metastore/engine"
+	"github.com/metastore/metastore/engine/ddtest"
 )
 
 // ddEnv is one data-driven script's store. Apply commands take the next
@@ -53,7 +53,7 @@ func (e *ddEnv) nextIndex(a args) uint64 {
 }
 
 func TestDataDriven(t *testing.T) {
-	walkScripts(t, func(t *testing.T, path string) {
+	ddtest.Scripts(t, func(t *testing.T, path string) {
 		cfg := testCfg()
 		cfg.SubscriberBufferEvents = 3
 		cfg.MaxLeases = 3
@@ -207,17 +207,5 @@ func (e *ddEnv) run(t *testing.T, cmd string, a args, input string) string {
 	default:
 		t.Fatalf("unknown command %q", cmd)
 		return ""
-	}
-}
-
-// walkScripts runs fn on each data-driven script, testdata/*.txt; the
-// fuzz corpora under testdata/fuzz are not scripts.
-func walkScripts(t *testing.T, fn func(t *testing.T, path string)) {
-	paths, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no scripts in testdata: %v", err)
-	}
-	for _, p := range paths {
-		t.Run(filepath.Base(p), func(t *testing.T) { fn(t, p) })
 	}
 }

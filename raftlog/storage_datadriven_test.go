@@ -3,13 +3,14 @@ package raftlog
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cockroachdb/datadriven"
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/metastore/metastore/engine/ddtest"
 )
 
 // TestStorageDataDriven runs the scripts in testdata/storage*.txt: a
@@ -25,7 +26,7 @@ import (
 //	entries lo=<i> hi=<i> [max=<bytes>]
 //	state
 func TestStorageDataDriven(t *testing.T) {
-	walkScripts(t, func(t *testing.T, path string) {
+	ddtest.Scripts(t, func(t *testing.T, path string) {
 		if !strings.Contains(path, "storage") {
 			return
 		}
@@ -168,16 +169,4 @@ func fmtState(s *Storage) string {
 		}
 	}
 	return b.String()
-}
-
-// walkScripts runs fn on each data-driven script, testdata/*.txt; the
-// fuzz corpora under testdata/fuzz are not scripts.
-func walkScripts(t *testing.T, fn func(t *testing.T, path string)) {
-	paths, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no scripts in testdata: %v", err)
-	}
-	for _, p := range paths {
-		t.Run(filepath.Base(p), func(t *testing.T) { fn(t, p) })
-	}
 }
