@@ -188,7 +188,13 @@ func TestDiskFaultApplyWriteFails(t *testing.T) {
 	if err == nil {
 		t.Fatal("a put was answered although its apply write failed")
 	}
-	m.waitExit(t, "applying a raft entry failed to write to the engine")
+	// The fatal line names the failed write: "applying a raft entry failed
+	// to write to the engine", or for a group of entries written together
+	// "writing a group of applied raft entries to the engine failed".
+	m.waitExit(t, "injected error at applyWrite")
+	if !strings.Contains(m.log.String(), `"level":"fatal"`) {
+		t.Fatalf("the failed apply write was not fatal; log:\n%s", m.log.String())
+	}
 
 	m.start()
 	m.waitReady()
