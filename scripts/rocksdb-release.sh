@@ -14,7 +14,8 @@
 # statements instead (`eval "$(scripts/rocksdb-release.sh --export)"`). Progress goes to stderr, the
 # compiler's output to $cache/build.log.
 #
-# Knobs: ROCKSDB_MARCH (x86-64-v3; "native" for this CPU only),
+# Knobs: ROCKSDB_MARCH (x86-64-v3; "native" for this CPU only, x86-64-v2
+#        for older CPUs; each its own cache directory),
 #        ROCKSDB_JOBS (2), METASTORE_CACHE (~/.cache/metastore).
 set -euo pipefail
 
@@ -89,7 +90,9 @@ start=$(date +%s)
 sed -i 's/^\(C\|CXX\)FLAGS += -g$/\1FLAGS += -g0/' "$tree/Makefile"
 (
   cd "$tree"
-  export DEBUG_LEVEL=0 PORTABLE=1 USE_SSE=1 USE_RTTI=1 DISABLE_WARNING_AS_ERROR=1
+  export DEBUG_LEVEL=0 PORTABLE=1 USE_RTTI=1 DISABLE_WARNING_AS_ERROR=1
+  # USE_SSE's -mavx2 -mbmi -mlzcnt need x86-64-v3; older targets go without.
+  case $march in x86-64 | x86-64-v2) ;; *) export USE_SSE=1 ;; esac
   export ROCKSDB_DISABLE_GFLAGS=1 ROCKSDB_DISABLE_JEMALLOC=1 ROCKSDB_DISABLE_TCMALLOC=1 \
     ROCKSDB_DISABLE_TBB=1 ROCKSDB_DISABLE_NUMA=1 ROCKSDB_DISABLE_URING=1 \
     ROCKSDB_DISABLE_LIBURING=1 ROCKSDB_DISABLE_MEMKIND=1 ROCKSDB_DISABLE_BACKTRACE=1
