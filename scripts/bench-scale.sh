@@ -13,7 +13,9 @@
 # BENCH_SCALE_OVERWRITE_KEYS (1000000) keys, a compaction to the current
 # revision (etcdctl compact --physical), BENCH_SCALE_SETTLE (60s) for
 # background work, and the disk used against the live data (keys x (16 +
-# 256) bytes); for etcd also after a defrag.
+# 256) bytes), both the whole data dir (du: WALs and preallocated space
+# included) and the store's own files (store_mb); for etcd also after a
+# defrag.
 #
 # Knobs: METASTORE_BIN (bin/metastore), BENCH_SCALE_KEYS (10000000),
 # BENCH_SCALE_SMALL_KEYS (100000), BENCH_SCALE_DURATION (30s per measurement),
@@ -68,6 +70,17 @@ start_server() { # TARGET DATADIR: sets $data, $ep, $pid
   done
   log "$t did not start; see $out/$t.log"
   exit 1
+}
+
+# store_mb TARGET: the store's own files in MiB (apparent size, so without
+# preallocation), without the raft log: MetaStore's SST, blob and WAL files
+# under member/engine (the WAL holds what is still in memtables), etcd's
+# bbolt file member/snap/db.
+store_mb() {
+  case $1 in
+  metastore) find "$data/member/engine" \( -name '*.sst' -o -name '*.blob' -o -name '*.log' \) -printf '%s\n' | awk '{s += $1} END {printf "%.1f", s / 1048576}' ;;
+  etcd) awk '{printf "%.1f", $1 / 1048576}' <<<"$(stat -c %s "$data/member/snap/db")" ;;
+  esac
 }
 
 keysize=16 # "/bench/" and 9 hex digits: enough for 10^10 keys
@@ -135,11 +148,17 @@ if [ "$owkeys" -gt 0 ]; then
     d=$(($(du -sk "$data" | cut -f1) / 1024))
     rec "$t" "$owkeys" ow_disk_after_compact_mb "$d"
     rec "$t" "$owkeys" ow_disk_over_live "$(echo "$d / $live_mb" | bc -l)"
+    st=$(store_mb "$t")
+    rec "$t" "$owkeys" ow_store_after_compact_mb "$st"
+    rec "$t" "$owkeys" ow_store_over_live "$(echo "$st / $live_mb" | bc -l)"
     if [ "$t" = etcd ]; then
       "$etcd_dir/etcdctl" --endpoints "$ep" --command-timeout 30m defrag >/dev/null
       d=$(($(du -sk "$data" | cut -f1) / 1024))
       rec "$t" "$owkeys" ow_disk_after_defrag_mb "$d"
       rec "$t" "$owkeys" ow_disk_over_live_after_defrag "$(echo "$d / $live_mb" | bc -l)"
+      st=$(store_mb "$t")
+      rec "$t" "$owkeys" ow_store_after_defrag_mb "$st"
+      rec "$t" "$owkeys" ow_store_over_live_after_defrag "$(echo "$st / $live_mb" | bc -l)"
     fi
     stop
     rm -rf "$data"
