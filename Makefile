@@ -8,7 +8,7 @@ PKGS := ./...
 TEST_TIMEOUT ?= 25m
 
 .PHONY: all setup build test vet fmt-check bench bench-load run cluster cluster-stop etcd fuzz robustness clean \
-	rocksdb-release bench-compare bench-scale bench-presets pgo
+	rocksdb-release bench-compare bench-scale bench-presets bench-all pgo
 
 all: build
 
@@ -100,6 +100,20 @@ bench-presets: setup etcd
 	@$(GO) build -o $(BIN)/metastore-bench ./cmd/metastore-bench
 	@$(call rocksdb_env,$(ROCKSDB)) $(GO) build -o $(BIN)/metastore-presets ./cmd/metastore && bash scripts/rocksdb-which.sh $(BIN)/metastore-presets
 	@METASTORE_BIN=$(BIN)/metastore-presets bash scripts/bench-presets.sh
+
+# bench-all is the whole measurement for a quiet machine, one command:
+# bench-compare with the watch and compaction extras, bench-presets and
+# bench-scale (hours: the 10M-key load). Each prints and keeps its markdown
+# report; bench-results/all-DATE/report.md holds all three.
+# Presets and scale use the release RocksDB unless ROCKSDB says otherwise.
+BENCH_ALL_ROCKSDB := $(if $(filter both,$(BENCH_COMPARE_ROCKSDB)),release,$(BENCH_COMPARE_ROCKSDB))
+bench-all:
+	@d=bench-results/all-$$(date +%Y%m%d-%H%M%S); mkdir -p $$d; \
+	$(MAKE) --no-print-directory bench-compare BENCH_COMPARE_OUT=$$d/compare BENCH_COMPARE_EXTRA="watch compaction" && \
+	$(MAKE) --no-print-directory bench-presets BENCH_PRESETS_OUT=$$d/presets ROCKSDB=$(BENCH_ALL_ROCKSDB) && \
+	$(MAKE) --no-print-directory bench-scale BENCH_SCALE_OUT=$$d/scale ROCKSDB=$(BENCH_ALL_ROCKSDB) && \
+	cat $$d/compare/report.md $$d/presets/report.md $$d/scale/report.md > $$d/report.md; \
+	echo "all reports: $$d/report.md"
 
 # pgo runs the put, range and txn-k8s scenarios against a fresh MetaStore
 # with CPU profiles and merges them into cmd/metastore/default.pgo, which
