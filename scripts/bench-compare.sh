@@ -141,7 +141,7 @@ start() {
   done
 }
 
-# rss_disk TARGET N PIN: the largest member RSS and the total data size.
+# record_resources TARGET N PIN: the largest member RSS and the total data size.
 record_resources() {
   local rss=0 p r disk
   for p in "${pids[@]}"; do
