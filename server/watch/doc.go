@@ -59,7 +59,8 @@
 //   - Responses for one watcher pass through one FIFO queue: created first,
 //     canceled last, nothing after canceled.
 //   - A WatchProgressRequest is answered (watch_id -1, header revision =
-//     dispatchedRev) only once every watcher of the stream is synced; until
+//     dispatchedRev) only once every watcher of the stream is synced and
+//     dispatchedRev has reached the store's revision at the request; until
 //     then it is deferred (etcd 3.6 drops it instead; deferring is
 //     indistinguishable to clients, which retry).
 //

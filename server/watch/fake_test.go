@@ -32,6 +32,21 @@ type fakeSource struct {
 	noReplay  bool // Resume does not replay missed revisions
 	// eventsHook, if set, runs (without f.mu) at the start of Events.
 	eventsHook func(from, to int64, key, end []byte)
+	// holdFeed keeps committed revisions from the subscriptions until
+	// releaseFeed: a feed that trails the store's revision.
+	holdFeed bool
+	held     [][]mvccpb.Event
+}
+
+// releaseFeed hands the held revisions to the subscriptions.
+func (f *fakeSource) releaseFeed() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holdFeed = false
+	for _, evs := range f.held {
+		f.sendLocked(evs, evs[0].Kv.ModRevision)
+	}
+	f.held = nil
 }
 
 func newFakeSource(subBuf int) *fakeSource {
@@ -75,6 +90,17 @@ func (f *fakeSource) txn(ops ...fakeOp) int64 {
 	}
 	f.rev = rev
 	f.hist = append(f.hist, evs)
+	if f.holdFeed {
+		f.held = append(f.held, evs)
+		return rev
+	}
+	f.sendLocked(evs, rev)
+	return rev
+}
+
+// sendLocked hands one revision's events to the subscriptions.
+// REQUIRES: f.mu held.
+func (f *fakeSource) sendLocked(evs []mvccpb.Event, rev int64) {
 	for _, s := range f.subs {
 		if s.lagging || s.closed {
 			continue
@@ -85,7 +111,6 @@ func (f *fakeSource) txn(ops ...fakeOp) int64 {
 			s.lagging, s.from = true, rev
 		}
 	}
-	return rev
 }
 
 func (f *fakeSource) put(k, v string) int64 { return f.txn(put(k, v)) }

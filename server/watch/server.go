@@ -461,7 +461,8 @@ func (s *Server) removeWatcherLocked(w *watcher) {
 }
 
 // maybeProgressLocked answers st's deferred WatchProgressRequest if every
-// watcher of st is synced: watch_id -1, header revision dispatchedRev (all
+// watcher of st is synced and the feed has dispatched the store's revision
+// as of the request: watch_id -1, header revision dispatchedRev (all
 // events at or below it are already queued ahead of it). With no live
 // watcher the request is dropped, as etcd sends nothing then.
 // REQUIRES: s.mu held.
@@ -475,7 +476,7 @@ func (s *Server) maybeProgressLocked(st *stream) {
 		delete(s.mu.progressWaiting, st)
 		return
 	}
-	if st.notReady > 0 {
+	if st.notReady > 0 || s.mu.dispatchedRev < st.progressRev {
 		s.mu.progressWaiting[st] = struct{}{}
 		return
 	}

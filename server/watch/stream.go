@@ -77,6 +77,11 @@ type stream struct {
 	notReady        int                   // pending + unsynced watchers
 	compacted       int                   // stateCompacted watchers still in watchers
 	progressPending bool                  // a WatchProgressRequest awaits all watchers synced
+	// progressRev is the store's revision when the pending progress
+	// request arrived: the answer waits until the feed has dispatched it,
+	// so it follows every event a write acknowledged before the request
+	// produced, as etcd's does.
+	progressRev int64
 
 	// progressBlocked: a due progress response did not fit the queue.
 	progressBlocked atomic.Bool
@@ -290,6 +295,7 @@ func (st *stream) recvLoop() error {
 				s.mu.Lock()
 				if !st.closed {
 					st.progressPending = true
+					st.progressRev = max(st.progressRev, s.src.Rev())
 					s.maybeProgressLocked(st)
 				}
 				s.mu.Unlock()

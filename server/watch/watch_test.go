@@ -654,3 +654,33 @@ func TestCloseWithStalledClient(t *testing.T) {
 	}
 	h.gs.Stop()
 }
+
+// TestProgressFollowsAcknowledgedWrites: a progress request made after a
+// write was acknowledged is answered only after that write's event, as
+// etcd's (the differential test's "progress-synced" case), even when the
+// feed trails the store's revision.
+func TestProgressFollowsAcknowledgedWrites(t *testing.T) {
+	src := newFakeSource(64)
+	h := newHarness(t, src, Config{})
+	r := h.raw()
+	r.startReading()
+	r.create(&pb.WatchCreateRequest{Key: []byte("k")})
+	if resp := r.next(waitTimeout); !resp.Created {
+		t.Fatalf("want created, got %v", resp)
+	}
+	src.mu.Lock()
+	src.holdFeed = true
+	src.mu.Unlock()
+	rev := src.put("k", "v") // acknowledged: the store is at rev, the feed not yet
+	r.requestProgress()
+	r.expectNone(300 * time.Millisecond)
+	src.releaseFeed()
+	ev := r.next(waitTimeout)
+	if len(ev.Events) != 1 || ev.Events[0].Kv.ModRevision != rev {
+		t.Fatalf("want the event at %d first, got %v", rev, ev)
+	}
+	pr := r.next(waitTimeout)
+	if pr.WatchId != -1 || pr.Header.Revision != rev {
+		t.Fatalf("want progress at %d after the event, got %v", rev, pr)
+	}
+}
