@@ -78,6 +78,7 @@ type DB struct {
 	cfOpts    []*grocksdb.Options
 	bbtos     []*grocksdb.BlockBasedTableOptions
 	cache     *grocksdb.Cache
+	rowCache  *grocksdb.Cache                // nil when tuning.Options.RowCacheBytes is 0
 	handles   []*grocksdb.ColumnFamilyHandle // index 0 is "default"
 	cfs       [NumCFs]*grocksdb.ColumnFamilyHandle
 	cfIDs     [NumCFs]uint32 // RocksDB's numeric ids, used by Batch's encoding
@@ -123,6 +124,10 @@ func Open(dir string, o tuning.Options) (*DB, error) {
 	}
 	d.dbOpts.SetEnablePipelinedWrite(o.PipelinedWrite)
 	d.dbOpts.SetManualWALFlush(o.ManualWALFlush)
+	if o.RowCacheBytes > 0 {
+		d.rowCache = grocksdb.NewLRUCache(uint64(o.RowCacheBytes))
+		d.dbOpts.SetRowCache(d.rowCache)
+	}
 	d.dbOpts.SetEnableWriteThreadAdaptiveYield(false)
 	d.dbOpts.SetWALRecoveryMode(walRecoveryMode(o.WALRecovery))
 	d.dbOpts.SetKeepLogFileNum(4)
@@ -311,6 +316,10 @@ func (d *DB) freeOptions() {
 		b.Destroy()
 	}
 	d.bbtos = nil
+	if d.rowCache != nil {
+		d.rowCache.Destroy()
+		d.rowCache = nil
+	}
 	if d.cache != nil {
 		d.cache.Destroy()
 		d.cache = nil

@@ -41,8 +41,15 @@ const (
 // comment gives the default that Default fills in. Sizes are in bytes.
 type Options struct {
 	// BlockCacheBytes is the capacity of the one LRU block cache shared by
-	// every column family (data, index and filter blocks). Default 512 MiB.
+	// every column family (data, index and filter blocks). Default 448 MiB
+	// (with the row cache, 512 MiB of caches).
 	BlockCacheBytes int64
+	// RowCacheBytes is the capacity of RocksDB's row cache: whole key-value
+	// results of point lookups in SST files, so a repeated get of a flushed
+	// key skips the index and data block search (3.3 µs instead of 5.2 µs a
+	// get in BenchmarkGetLatestFlushed, docs/PERFORMANCE.md). 0 turns it
+	// off. Default 64 MiB.
+	RowCacheBytes int64
 	// WriteBufferBytes is the size of one memtable of a data column family.
 	// Default 64 MiB.
 	WriteBufferBytes int64

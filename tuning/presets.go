@@ -14,12 +14,12 @@ import (
 const MemtableColumnFamilies = 4
 
 // MemoryBudgetBytes is the memory the options let RocksDB hold: the block
-// cache plus, for each of the MemtableColumnFamilies data column families,
+// and row caches plus, for each of the MemtableColumnFamilies data column families,
 // MaxWriteBufferNumber memtables of WriteBufferBytes. Index and filter
 // blocks are inside the cache when CacheIndexAndFilterBlocks is on (the
 // default) and extra otherwise.
 func (o Options) MemoryBudgetBytes() int64 {
-	return o.BlockCacheBytes + MemtableColumnFamilies*o.WriteBufferBytes*int64(o.MaxWriteBufferNumber)
+	return o.BlockCacheBytes + o.RowCacheBytes + MemtableColumnFamilies*o.WriteBufferBytes*int64(o.MaxWriteBufferNumber)
 }
 
 // Default returns the options MetaStore runs with unless told otherwise;
@@ -28,10 +28,12 @@ func (o Options) MemoryBudgetBytes() int64 {
 //
 // Pick it for mixed workloads on a machine with a couple of GiB to spare.
 //
-// Memory budget: 1536 MiB (512 MiB block cache + 4 × 4 × 64 MiB memtables).
+// Memory budget: 1536 MiB (448 MiB block cache + 64 MiB row cache + 4 × 4 ×
+// 64 MiB memtables).
 func Default() Options {
 	return Options{
-		BlockCacheBytes:                512 << 20,
+		BlockCacheBytes:                448 << 20,
+		RowCacheBytes:                  64 << 20,
 		WriteBufferBytes:               64 << 20,
 		MaxWriteBufferNumber:           4,
 		MinWriteBufferNumberToMerge:    1,
@@ -74,7 +76,8 @@ func Default() Options {
 // Pick it when write stalls or flush backlog dominate and reads mostly hit
 // recently written keys.
 //
-// Memory budget: 3328 MiB (256 MiB block cache + 4 × 6 × 128 MiB memtables).
+// Memory budget: 3328 MiB (192 MiB block cache + 64 MiB row cache + 4 × 6 ×
+// 128 MiB memtables).
 func WriteHeavy() Options {
 	o := Default()
 	o.WriteBufferBytes = 128 << 20
@@ -84,7 +87,7 @@ func WriteHeavy() Options {
 	o.Level0FileNumCompactionTrigger = 8
 	o.Level0SlowdownWritesTrigger = 40
 	o.Level0StopWritesTrigger = 60
-	o.BlockCacheBytes = 256 << 20
+	o.BlockCacheBytes = 192 << 20 // + the 64 MiB row cache
 	o.PipelinedWrite = true
 	return o
 }
@@ -98,10 +101,11 @@ func WriteHeavy() Options {
 // Pick it when the block cache hit rate is low or get latency is dominated by
 // disk reads, and the working set fits in a few GiB.
 //
-// Memory budget: 2560 MiB (2048 MiB block cache + 4 × 4 × 32 MiB memtables).
+// Memory budget: 2560 MiB (1984 MiB block cache + 64 MiB row cache + 4 × 4 ×
+// 32 MiB memtables).
 func ReadHeavy() Options {
 	o := Default()
-	o.BlockCacheBytes = 2 << 30
+	o.BlockCacheBytes = 2<<30 - o.RowCacheBytes
 	o.BloomBitsPerKey = 14
 	o.BlockSizeBytes = 8 << 10
 	o.WriteBufferBytes = 32 << 20
@@ -117,7 +121,8 @@ func ReadHeavy() Options {
 //
 // Pick it for stores of tens of GiB or more, or with large values.
 //
-// Memory budget: 2048 MiB (1024 MiB block cache + 4 × 4 × 64 MiB memtables).
+// Memory budget: 2048 MiB (960 MiB block cache + 64 MiB row cache + 4 × 4 ×
+// 64 MiB memtables).
 func LargeVolume() Options {
 	o := Default()
 	o.UncompressedLevels = 1
@@ -127,7 +132,7 @@ func LargeVolume() Options {
 	o.MaxBytesForLevelBaseBytes = 512 << 20
 	o.BlobFiles = true
 	o.MinBlobBytes = 4 << 10
-	o.BlockCacheBytes = 1 << 30
+	o.BlockCacheBytes = 1<<30 - o.RowCacheBytes
 	return o
 }
 
@@ -138,10 +143,12 @@ func LargeVolume() Options {
 //
 // Pick it when the process must stay well under 256 MiB resident.
 //
-// Memory budget: 96 MiB (32 MiB block cache + 4 × 2 × 8 MiB memtables).
+// Memory budget: 96 MiB (32 MiB block cache, no row cache, 4 × 2 × 8 MiB
+// memtables).
 func LowMemory() Options {
 	o := Default()
 	o.BlockCacheBytes = 32 << 20
+	o.RowCacheBytes = 0
 	o.WriteBufferBytes = 8 << 20
 	o.MaxWriteBufferNumber = 2
 	o.MaxBackgroundJobs = 2
