@@ -192,7 +192,7 @@ var fields = []field{
 	},
 	{
 		key: "max-total-wal-bytes", size: true,
-		doc:   "MaxTotalWALBytes forces flushes once the WALs exceed this size, so recovery stays short; 0 lets RocksDB choose (4x the memtables).",
+		doc:   "MaxTotalWALBytes forces flushes once the WALs exceed this size, so recovery stays short and disk use bounded: a WAL file is deleted only when every column family's data in it is flushed, and a family written a few bytes at a time (the applied index in meta) would otherwise keep every WAL until RocksDB's own bound (with 0 here: 4x the memtables, 4 GiB with the default preset).",
 		ptr:   func(o *Options) any { return &o.MaxTotalWALBytes },
 		check: func(o *Options) string { return nonNegative(o.MaxTotalWALBytes) },
 	},

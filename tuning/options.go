@@ -109,8 +109,11 @@ type Options struct {
 	// syncs the WAL itself on every durable write).
 	WALBytesPerSync int64
 	// MaxTotalWALBytes forces flushes once the WALs exceed this size, so
-	// recovery stays short; 0 lets RocksDB choose (4x the memtables).
-	// Default 0.
+	// recovery stays short and disk use bounded: a WAL file is deleted
+	// only when every column family's data in it is flushed, and a family
+	// written a few bytes at a time (the applied index in meta) would
+	// otherwise keep every WAL until RocksDB's own bound (with 0 here: 4x
+	// the memtables, 4 GiB with the default preset). Default 256 MiB.
 	MaxTotalWALBytes int64
 	// PipelinedWrite lets WAL writes and memtable inserts of different
 	// batches overlap. Default true.

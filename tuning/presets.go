@@ -55,7 +55,7 @@ func Default() Options {
 		MaxOpenFiles:                   -1,
 		BytesPerSync:                   1 << 20,
 		WALBytesPerSync:                0,
-		MaxTotalWALBytes:               0,
+		MaxTotalWALBytes:               256 << 20,
 		PipelinedWrite:                 true,
 		ManualWALFlush:                 true,
 		BlobFiles:                      false,
