@@ -162,6 +162,9 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 		s.lg.Warn("finished a snapshot install that a crash interrupted", zap.String("dir", restoredDir))
 	}
+	if err := checkEngineCoversLog(s.kv.AppliedIndex(), s.rstore); err != nil { // walerror.go
+		return nil, err
+	}
 
 	tcfg := transport.Config{
 		TLS:                s.tlsc.peer,

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +65,32 @@ func waitIdle(t *testing.T, s *Server) {
 			t.Fatal("member did not become idle")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type fakeLog uint64
+
+func (f fakeLog) FirstIndex() (uint64, error) { return uint64(f), nil }
+
+// TestCheckEngineCoversLog: a data engine that has applied less than the
+// raft log can replay is refused with a clear error, not a later panic.
+func TestCheckEngineCoversLog(t *testing.T) {
+	for _, tc := range []struct {
+		applied, first uint64
+		ok             bool
+	}{
+		{0, 1, true},      // new member
+		{100, 101, true},  // log starts right after the state
+		{300, 101, true},  // state ahead of the log (a snapshot install)
+		{102, 254, false}, // what a damaged WAL left in TestDiskFaultWALMidCorruption
+		{0, 2, false},
+	} {
+		err := checkEngineCoversLog(tc.applied, fakeLog(tc.first))
+		if (err == nil) != tc.ok {
+			t.Errorf("applied %d, log from %d: err %v, want ok=%t", tc.applied, tc.first, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "the data engine is damaged") {
+			t.Errorf("error does not say what happened: %v", err)
+		}
 	}
 }

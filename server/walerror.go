@@ -37,3 +37,21 @@ func damagedEngineError(which string, err error) error {
 	return fmt.Errorf("%w: the %s is damaged before its last record (not a torn tail from a crash, which would be dropped), so this member cannot start without losing acknowledged data; "+
 		"remove the member from the cluster, wipe its data directory and add it back, or restore it from a snapshot: %w", errEngineDamaged, which, err)
 }
+
+// checkEngineCoversLog refuses to start a member whose data engine has
+// applied less than its raft log can replay: the entries between are in
+// neither, so raft would hand the applier a gap. A damaged data-engine WAL
+// that RocksDB still opened (the damage looked like a torn tail) after the
+// log was truncated is the way to get here; the error says what to do
+// instead of the applier panicking later.
+func checkEngineCoversLog(applied uint64, log interface{ FirstIndex() (uint64, error) }) error {
+	first, err := log.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if applied+1 >= first {
+		return nil
+	}
+	return fmt.Errorf("%w: the data engine is damaged or behind its raft log: it has applied up to index %d but the raft log starts at %d, so entries %d to %d are in neither; "+
+		"remove the member from the cluster, wipe its data directory and add it back, or restore it from a snapshot", errEngineDamaged, applied, first, applied+1, first-1)
+}

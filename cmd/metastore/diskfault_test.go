@@ -295,8 +295,28 @@ func TestDiskFaultWALMidCorruption(t *testing.T) {
 			m.start()
 			which := map[string]string{"raft": "the raft log is damaged", "engine": "the data engine is damaged"}[e]
 			m.waitExit(t, which)
-			if !strings.Contains(m.log.String(), "Corruption:") {
-				t.Fatalf("log does not carry RocksDB's error:\n%s", m.log.String())
+			// RocksDB reports the damage ("Corruption:") unless the flipped
+			// byte makes a record look cut short, which it takes for a torn
+			// tail and drops with what follows. For the raft log that must
+			// not happen here (the test's byte lands in a record); for the
+			// data engine it may, and then the member finds that its state
+			// no longer reaches the start of its (truncated) raft log and
+			// refuses to start all the same (checkEngineCoversLog).
+			log := m.log.String()
+			if !strings.Contains(log, "Corruption:") {
+				if e != "engine" || !strings.Contains(log, "behind its raft log") {
+					t.Fatalf("log carries neither RocksDB's error nor the log-coverage check's:\n%s", log)
+				}
+				// RocksDB has already recovered to the "tail" and moved on
+				// from that WAL, so putting the file back cannot help: the
+				// member must keep refusing (never start with the gap); it
+				// is rebuilt from its peers or a snapshot (RELIABILITY.md).
+				if err := os.WriteFile(wal, orig, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				m.start()
+				m.waitExit(t, "behind its raft log")
+				return
 			}
 			if err := os.WriteFile(wal, orig, 0o600); err != nil {
 				t.Fatal(err)
