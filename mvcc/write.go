@@ -170,12 +170,7 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 		return nil
 	}
 	if changed {
-		// The event list's key is the new current revision (see
-		// Store.load): no meta key is written for it.
-		tx.scratch = appendEvents(tx.scratch[:0], tx.events)
-		n := len(tx.scratch)
-		tx.scratch = appendEventKey(tx.scratch, rev)
-		tx.b.Put(engine.CFEvents, tx.scratch[n:], tx.scratch[:n])
+		tx.putEvents(rev)
 	}
 	if err := s.writeAppliedLocked(tx.b, index); err != nil {
 		return err
@@ -192,6 +187,15 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 	return nil
 }
 
+// putEvents adds the txn's event list to its batch. The list's key is the
+// new current revision rev (see Store.load): no meta key is written for it.
+func (tx *writeTxn) putEvents(rev int64) {
+	tx.scratch = appendEvents(tx.scratch[:0], tx.events)
+	n := len(tx.scratch)
+	tx.scratch = appendEventKey(tx.scratch, rev)
+	tx.b.Put(engine.CFEvents, tx.scratch[n:], tx.scratch[:n])
+}
+
 // commitGroupedLocked adds the txn to the pending group: its events go in
 // the group's batch, its revision, in-memory effects and subscriber
 // events wait for the group's write (flushGroupLocked).
@@ -199,10 +203,7 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 func (tx *writeTxn) commitGroupedLocked(index uint64, rev int64, changed bool) error {
 	s, g := tx.s, &tx.s.mu.group
 	if changed {
-		tx.scratch = appendEvents(tx.scratch[:0], tx.events)
-		n := len(tx.scratch)
-		tx.scratch = appendEventKey(tx.scratch, rev)
-		tx.b.Put(engine.CFEvents, tx.scratch[n:], tx.scratch[:n])
+		tx.putEvents(rev)
 		g.rev = rev
 		if tx.live != nil {
 			g.pubs = append(g.pubs, groupPub{rev: rev, events: tx.live})
