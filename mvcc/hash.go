@@ -133,6 +133,11 @@ func (s *Store) hashCompaction(prev, rev int64) (KeyValueHash, error) {
 func hashWindow(snap *engine.Snapshot, c, r int64, forCompaction bool) (KeyValueHash, error) {
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	h.Write([]byte("key"))
+	if r < 1 {
+		// etcd hashes only versions at or below r: a negative revision
+		// (HashKV takes any int64) hashes the empty bucket.
+		return KeyValueHash{Hash: h.Sum32(), CompactRevision: c, Revision: r}, nil
+	}
 	rd := reader{src: snap, rev: r}
 	defer rd.close()
 
