@@ -32,6 +32,9 @@ func TestRestoreSnapshotRecordsItsIndex(t *testing.T) {
 
 	dst, _ := startInProcess(t, inProcessConfig(t, t.TempDir()))
 	waitIdle(t, dst)
+	// Install as the apply goroutine does, with no apply goroutine running
+	// beside the test's: stop the member's raft node first.
+	dst.node.Stop()
 	snapIndex := ckptApplied + 5
 	dst.stagedSnapshot.Store(&stagedSnapshot{index: snapIndex, term: 2, dir: dir})
 	err = (*applier)(dst).RestoreSnapshot(raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: snapIndex, Term: 2}})
