@@ -438,6 +438,33 @@ func (d *DB) CompactRange(cf CF, start, end []byte) error {
 	return nil
 }
 
+// LatestSequence returns the sequence number of the last write: it moves
+// with every write the engine takes, foreground or background (a
+// compaction's deletions included), and never otherwise.
+func (d *DB) LatestSequence() (uint64, error) {
+	if err := d.acquire(); err != nil {
+		return 0, err
+	}
+	defer d.release()
+	return d.db.GetLatestSequenceNumber(), nil
+}
+
+// DeleteFilesInRange deletes the SST files of cf whose keys all lie in
+// [start, end] (both inclusive), without reading or rewriting anything;
+// files that straddle a bound stay. Readers that still hold a snapshot or
+// iterator over the range lose what those files held: callers use it only
+// for ranges already deleted that nobody reads, such as a truncated log.
+func (d *DB) DeleteFilesInRange(cf CF, start, end []byte) error {
+	if err := d.acquire(); err != nil {
+		return err
+	}
+	defer d.release()
+	if err := d.db.DeleteFileInRangeCF(d.cfs[cf], grocksdb.Range{Start: start, Limit: end}); err != nil {
+		return fmt.Errorf("engine: delete files in range of %s: %w", cf, err)
+	}
+	return nil
+}
+
 // Checkpoint writes a consistent, openable copy of the database into dir,
 // which must not exist. SST files are hard-linked where the file system
 // allows, so a checkpoint costs little space until the live files change.

@@ -8,8 +8,9 @@
 //
 // # Storage
 //
-// Entries, hard state, snapshot metadata and a run-length index of the
-// log's terms live in engine.CFRaft (key layout in keys.go). Invariants:
+// Entries live in engine.CFRaft, alone; hard state, snapshot metadata and
+// a run-length index of the log's terms in engine.CFMeta (key layout in
+// keys.go). Invariants:
 //
 //   - The log is [dummy, last]: dummy = FirstIndex()-1 keeps only its term
 //     (raft's MemoryStorage convention), entries dummy+1..last are all

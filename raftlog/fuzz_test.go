@@ -11,22 +11,28 @@ import (
 	"github.com/metastore/metastore/engine"
 )
 
-// The raft log's persisted records are fuzzed two ways: the key decoder
-// alone, and Open over an arbitrary raft column family, which decodes every
-// kind of record (hard state, snapshot metadata, term runs, entries). Seeds
+// The raft log's persisted records are fuzzed two ways: the key decoders
+// alone, and Open over arbitrary log records, which decodes every kind of
+// record (hard state, snapshot metadata, term runs, entries) and migrates
+// the layout before the entries had their column family alone. Seeds
 // run in plain `go test`; `go test -fuzz FuzzX` explores.
 
 func FuzzDecodeIndexedKey(f *testing.F) {
 	f.Add(byte(tagEntry), entryKey(7))
-	f.Add(byte(tagTermRun), termRunKey(1<<63))
+	f.Add(byte('t'), termRunKey(1<<63))
 	f.Add(byte(tagEntry), termRunKey(3))
 	f.Add(byte(tagEntry), []byte{tagEntry, 1})
 	f.Fuzz(func(t *testing.T, tag byte, k []byte) {
-		idx, err := decodeIndexedKey(tag, k)
+		// tag picks the decoder: an entry key, or else a term run key.
+		decode, encode := decodeTermRunKey, termRunKey
+		if tag == tagEntry {
+			decode, encode = decodeEntryKey, entryKey
+		}
+		idx, err := decode(k)
 		if err != nil {
 			return
 		}
-		if got := indexedKey(tag, idx); !bytes.Equal(got, k) {
+		if got := encode(idx); !bytes.Equal(got, k) {
 			t.Fatalf("decoded %x as %d, re-encoded as %x", k, idx, got)
 		}
 	})
@@ -71,18 +77,34 @@ func decodeRaftCF(b []byte) [][2][]byte {
 	return kvs
 }
 
-// raftCF returns every key/value of db's raft column family.
+// raftCF returns every key/value the log keeps: the entries' column family
+// and the log's records in the state family.
 func raftCF(t testing.TB, db *engine.DB) [][2][]byte {
-	it, err := db.NewIterator(engine.CFRaft, engine.IterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
 	var kvs [][2][]byte
-	for ok := it.First(); ok; ok = it.Next() {
-		kvs = append(kvs, [2][]byte{append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...)})
+	for _, cf := range []engine.CF{cfEntries, cfState} {
+		it, err := db.NewIterator(cf, engine.IterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			kvs = append(kvs, [2][]byte{append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...)})
+		}
+		if err := it.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return kvs
+}
+
+// logCF is the column family a fuzzed record goes to: the state family for
+// keys of its prefix, the entries' family for everything else (so inputs
+// in the layout before the split, with 'h', 's' and 't' records among the
+// entries, exercise Open's migration).
+func logCF(k []byte) engine.CF {
+	if bytes.HasPrefix(k, []byte(statePrefix)) {
+		return cfState
+	}
+	return cfEntries
 }
 
 // FuzzOpenStorage writes arbitrary records into the raft column family and
@@ -114,16 +136,13 @@ func FuzzOpenStorage(f *testing.F) {
 
 	db := openTestEngine(f, f.TempDir())
 	f.Cleanup(func() { db.Close() })
-	var written [][]byte
 	f.Fuzz(func(t *testing.T, in []byte) {
 		b := db.NewBatch()
-		for _, k := range written {
-			b.Delete(engine.CFRaft, k)
+		for _, kv := range raftCF(t, db) { // what the last input and Open left
+			b.Delete(logCF(kv[0]), kv[0])
 		}
-		written = written[:0]
 		for _, kv := range decodeRaftCF(in) {
-			b.Put(engine.CFRaft, kv[0], kv[1])
-			written = append(written, kv[0])
+			b.Put(logCF(kv[0]), kv[0], kv[1])
 		}
 		if err := db.Write(b, false); err != nil {
 			t.Fatal(err)

@@ -60,15 +60,18 @@ func Open(db *engine.DB, cfg StorageConfig) (*Storage, error) {
 	cfg = cfg.withDefaults()
 	s := &Storage{db: db, lg: cfg.Logger, cache: newEntryCache(cfg.EntryCacheBytes), onSyncedWrite: cfg.OnSyncedWrite}
 	s.mu.batch = db.NewBatch()
+	if err := s.migrateLegacyLayout(); err != nil {
+		return nil, err
+	}
 
-	if v, ok, err := db.Get(engine.CFRaft, keyHardState); err != nil {
+	if v, ok, err := db.Get(cfState, keyHardState); err != nil {
 		return nil, err
 	} else if ok {
 		if err := s.mu.hardState.Unmarshal(v); err != nil {
 			return nil, fmt.Errorf("%w: hard state: %w", ErrCorruptLog, err)
 		}
 	}
-	if v, ok, err := db.Get(engine.CFRaft, keySnapshot); err != nil {
+	if v, ok, err := db.Get(cfState, keySnapshot); err != nil {
 		return nil, err
 	} else if ok {
 		if err := s.mu.snapshot.Unmarshal(v); err != nil {
@@ -83,17 +86,74 @@ func Open(db *engine.DB, cfg StorageConfig) (*Storage, error) {
 	return s, nil
 }
 
+// migrateLegacyLayout moves the hard state, snapshot metadata and term
+// runs of a log written before they left engine.CFRaft (tags 'h', 's' and
+// 't' there) to their keys in cfState, in one synced batch: a crash leaves
+// either layout, never a mix.
+func (s *Storage) migrateLegacyLayout() error {
+	it, err := s.db.NewIterator(cfEntries, engine.IterOptions{Lower: entriesEnd})
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		switch {
+		case len(k) == 1 && k[0] == 'h':
+			b.Put(cfState, keyHardState, v)
+		case len(k) == 1 && k[0] == 's':
+			b.Put(cfState, keySnapshot, v)
+		case len(k) == entryKeyLen && k[0] == 't':
+			b.Put(cfState, termRunKey(binary.BigEndian.Uint64(k[1:])), v)
+		default:
+			it.Close()
+			return fmt.Errorf("%w: unknown key %x in the raft log", ErrCorruptLog, k)
+		}
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	b.DeleteRange(cfEntries, entriesEnd, []byte{'t' + 1})
+	if err := s.db.Write(b, true); err != nil {
+		return err
+	}
+	s.lg.Info("raftlog: moved the log's state records out of the entries' column family", zap.Int("records", n))
+	return nil
+}
+
+// DropTruncatedFiles deletes the SST files of entries that lie wholly
+// below the log's first index: truncation only writes a range deletion,
+// and without this the space of those entries would come back only when
+// a compaction rewrites their files. It reads nothing and rewrites
+// nothing; safe to call from any goroutine at any time.
+func (s *Storage) DropTruncatedFiles() error {
+	s.mu.Lock()
+	dummy := s.mu.terms.dummy()
+	s.mu.Unlock()
+	if dummy == 0 {
+		return nil
+	}
+	// Every entry at or below dummy is deleted (stageCompactLocked), and no
+	// reader asks for one: dropping their files changes nothing visible.
+	return s.db.DeleteFilesInRange(cfEntries, entryKey(0), entryKey(dummy))
+}
+
 // loadTerms reads the term runs and checks them against the first and last
 // entries.
 func (s *Storage) loadTerms() (termIndex, error) {
-	it, err := s.db.NewIterator(engine.CFRaft, engine.IterOptions{
-		Lower: []byte{tagTermRun}, Upper: tagEnd(tagTermRun)})
+	it, err := s.db.NewIterator(cfState, engine.IterOptions{
+		Lower: termRunsStart, Upper: termRunsEnd})
 	if err != nil {
 		return termIndex{}, err
 	}
 	var runs []termRun
 	for ok := it.First(); ok; ok = it.Next() {
-		idx, err := decodeIndexedKey(tagTermRun, it.Key())
+		idx, err := decodeTermRunKey(it.Key())
 		if err != nil || len(it.Value()) != 8 {
 			it.Close()
 			return termIndex{}, fmt.Errorf("%w: term run %x", ErrCorruptLog, it.Key())
@@ -113,8 +173,8 @@ func (s *Storage) loadTerms() (termIndex, error) {
 		}
 	}
 
-	it, err = s.db.NewIterator(engine.CFRaft, engine.IterOptions{
-		Lower: []byte{tagEntry}, Upper: tagEnd(tagEntry)})
+	it, err = s.db.NewIterator(cfEntries, engine.IterOptions{
+		Lower: entriesStart, Upper: entriesEnd})
 	if err != nil {
 		return termIndex{}, err
 	}
@@ -153,7 +213,7 @@ func (s *Storage) loadTerms() (termIndex, error) {
 // checkEntry decodes the entry under it and checks its index and, against
 // t's runs, its term; it returns the index.
 func (s *Storage) checkEntry(it *engine.Iterator, t termIndex) (uint64, error) {
-	idx, err := decodeIndexedKey(tagEntry, it.Key())
+	idx, err := decodeEntryKey(it.Key())
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrCorruptLog, err)
 	}
@@ -246,7 +306,7 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 // allows; full reports whether all of them were appended.
 // REQUIRES: s.mu held; dummy < lo < hi <= last+1.
 func (s *Storage) readEntriesLocked(lo, hi uint64, fits func(uint64) bool, out *[]raftpb.Entry) (full bool, err error) {
-	it, err := s.db.NewIterator(engine.CFRaft, engine.IterOptions{Lower: entryKey(lo), Upper: entryKey(hi)})
+	it, err := s.db.NewIterator(cfEntries, engine.IterOptions{Lower: entryKey(lo), Upper: entryKey(hi)})
 	if err != nil {
 		return false, err
 	}
@@ -257,7 +317,7 @@ func (s *Storage) readEntriesLocked(lo, hi uint64, fits func(uint64) bool, out *
 	}()
 	want := lo
 	for ok := it.First(); ok; ok = it.Next() {
-		idx, err := decodeIndexedKey(tagEntry, it.Key())
+		idx, err := decodeEntryKey(it.Key())
 		if err != nil || idx != want {
 			s.lg.Panic("raftlog: gap in the persisted log",
 				zap.Uint64("want-index", want), zap.Binary("key", it.Key()),
@@ -397,13 +457,13 @@ func (s *Storage) stageLocked(b *engine.Batch, hs raftpb.HardState, ents []raftp
 		if m.Index <= s.mu.snapshot.Metadata.Index {
 			return update{}, raft.ErrSnapOutOfDate
 		}
-		b.DeleteRange(engine.CFRaft, []byte{tagEntry}, tagEnd(tagEntry))
-		b.DeleteRange(engine.CFRaft, []byte{tagTermRun}, tagEnd(tagTermRun))
-		b.Put(engine.CFRaft, termRunKey(m.Index), termValue(m.Term))
+		b.DeleteRange(cfEntries, entriesStart, entriesEnd)
+		b.DeleteRange(cfState, termRunsStart, termRunsEnd)
+		b.Put(cfState, termRunKey(m.Index), termValue(m.Term))
 		kept := snap
 		kept.Metadata.ConfState = cloneConfState(m.ConfState)
 		kept.Data = slices.Clone(snap.Data)
-		b.Put(engine.CFRaft, keySnapshot, s.marshalLocked(&kept))
+		b.Put(cfState, keySnapshot, s.marshalLocked(&kept))
 		u.snapshot = &kept
 		u.terms = newTermIndex(m.Index, m.Term)
 		u.cacheReset = true
@@ -413,7 +473,7 @@ func (s *Storage) stageLocked(b *engine.Batch, hs raftpb.HardState, ents []raftp
 		s.stageEntriesLocked(b, &u, ents)
 	}
 	if !raft.IsEmptyHardState(hs) && !isHardStateEqual(hs, s.mu.hardState) {
-		b.Put(engine.CFRaft, keyHardState, s.marshalLocked(&hs))
+		b.Put(cfState, keyHardState, s.marshalLocked(&hs))
 		h := hs
 		u.hardState = &h
 		if raft.MustSync(hs, s.mu.hardState, 0) {
@@ -442,16 +502,16 @@ func (s *Storage) stageEntriesLocked(b *engine.Batch, u *update, ents []raftpb.E
 		// A conflicting tail: raft only rewrites from the first index whose
 		// term differs, and everything after it goes.
 		if t.truncateFrom(first) {
-			b.DeleteRange(engine.CFRaft, termRunKey(first), tagEnd(tagTermRun))
+			b.DeleteRange(cfState, termRunKey(first), termRunsEnd)
 		}
 		if newLast < oldLast {
-			b.DeleteRange(engine.CFRaft, entryKey(newLast+1), entryKey(oldLast+1))
+			b.DeleteRange(cfEntries, entryKey(newLast+1), entryKey(oldLast+1))
 		}
 	}
 	if oldLast == 0 {
 		// The first append to a fresh log: persist the dummy run 0:0 too,
 		// or Open would take the first entry's run for the dummy.
-		b.Put(engine.CFRaft, termRunKey(0), termValue(0))
+		b.Put(cfState, termRunKey(0), termValue(0))
 	}
 	u.cacheEnts = make([]raftpb.Entry, 0, len(ents))
 	for i := range ents {
@@ -460,9 +520,9 @@ func (s *Storage) stageEntriesLocked(b *engine.Batch, u *update, ents []raftpb.E
 			s.lg.Panic("raftlog: entries to append are not contiguous",
 				zap.Uint64("index", e.Index), zap.Uint64("want-index", first+uint64(i)))
 		}
-		b.Put(engine.CFRaft, entryKey(e.Index), s.marshalLocked(e))
+		b.Put(cfEntries, entryKey(e.Index), s.marshalLocked(e))
 		if t.append(s.lg, e.Index, e.Term) {
-			b.Put(engine.CFRaft, termRunKey(e.Index), termValue(e.Term))
+			b.Put(cfState, termRunKey(e.Index), termValue(e.Term))
 		}
 		u.cacheEnts = append(u.cacheEnts, raftpb.Entry{
 			Term: e.Term, Index: e.Index, Type: e.Type, Data: slices.Clone(e.Data)})
@@ -548,7 +608,7 @@ func (s *Storage) stageSnapshotLocked(b *engine.Batch, i uint64, cs *raftpb.Conf
 	if cs != nil {
 		snap.Metadata.ConfState = cloneConfState(*cs)
 	}
-	b.Put(engine.CFRaft, keySnapshot, s.marshalLocked(&snap))
+	b.Put(cfState, keySnapshot, s.marshalLocked(&snap))
 	return snap, nil
 }
 
@@ -606,9 +666,9 @@ func (s *Storage) stageCompactLocked(b *engine.Batch, c uint64) error {
 		s.lg.Panic("raftlog: compact index beyond the log",
 			zap.Uint64("compact-index", c), zap.Uint64("last-index", last))
 	}
-	b.DeleteRange(engine.CFRaft, entryKey(dummy+1), entryKey(c+1))
-	b.DeleteRange(engine.CFRaft, termRunKey(dummy), termRunKey(c))
-	b.Put(engine.CFRaft, termRunKey(c), termValue(s.mu.terms.term(c)))
+	b.DeleteRange(cfEntries, entryKey(dummy+1), entryKey(c+1))
+	b.DeleteRange(cfState, termRunKey(dummy), termRunKey(c))
+	b.Put(cfState, termRunKey(c), termValue(s.mu.terms.term(c)))
 	return nil
 }
 

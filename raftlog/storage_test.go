@@ -1,8 +1,10 @@
 package raftlog
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -61,7 +63,7 @@ func seedStorage(t *testing.T, su storageSetup, ents []pb.Entry) *Storage {
 	db := openTestEngine(t, t.TempDir())
 	t.Cleanup(func() { _ = db.Close() })
 	b := db.NewBatch()
-	b.Put(engine.CFRaft, termRunKey(ents[0].Index), termValue(ents[0].Term))
+	b.Put(cfState, termRunKey(ents[0].Index), termValue(ents[0].Term))
 	prev := ents[0].Term
 	for i := range ents[1:] {
 		e := ents[i+1]
@@ -69,9 +71,9 @@ func seedStorage(t *testing.T, su storageSetup, ents []pb.Entry) *Storage {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.Put(engine.CFRaft, entryKey(e.Index), data)
+		b.Put(cfEntries, entryKey(e.Index), data)
 		if e.Term != prev {
-			b.Put(engine.CFRaft, termRunKey(e.Index), termValue(e.Term))
+			b.Put(cfState, termRunKey(e.Index), termValue(e.Term))
 			prev = e.Term
 		}
 	}
@@ -534,7 +536,7 @@ func TestStorageReopenCorrupt(t *testing.T) {
 	}
 	// Lose the run that says term 2 starts at index 2.
 	b := db.NewBatch()
-	b.Delete(engine.CFRaft, termRunKey(2))
+	b.Delete(cfState, termRunKey(2))
 	if err := db.Write(b, true); err != nil {
 		t.Fatal(err)
 	}
@@ -563,4 +565,145 @@ func equalEntries(a, b []pb.Entry) bool {
 		}
 	}
 	return true
+}
+
+// TestStorageMigratesLegacyLayout: a log written with every record in the
+// entries' column family (the layout before the split) opens with the same
+// state, and its records end up in the state family.
+func TestStorageMigratesLegacyLayout(t *testing.T) {
+	db := openTestEngine(t, t.TempDir())
+	defer db.Close()
+	legacy := func(tag byte, idx uint64) []byte {
+		k := make([]byte, 9)
+		k[0] = tag
+		binary.BigEndian.PutUint64(k[1:], idx)
+		return k
+	}
+	hs := pb.HardState{Term: 3, Vote: 2, Commit: 6}
+	snap := pb.Snapshot{Metadata: pb.SnapshotMetadata{Index: 4, Term: 2, ConfState: pb.ConfState{Voters: []uint64{1, 2}}}}
+	hsb, _ := hs.Marshal()
+	snapb, _ := snap.Marshal()
+	b := db.NewBatch()
+	b.Put(cfEntries, []byte{'h'}, hsb)
+	b.Put(cfEntries, []byte{'s'}, snapb)
+	b.Put(cfEntries, legacy('t', 4), termValue(2))
+	b.Put(cfEntries, legacy('t', 6), termValue(3))
+	for i, term := range map[uint64]uint64{5: 2, 6: 3, 7: 3} {
+		e := pb.Entry{Index: i, Term: term, Data: []byte{byte(i)}}
+		data, _ := e.Marshal()
+		b.Put(cfEntries, entryKey(i), data)
+	}
+	if err := db.Write(b, true); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ { // the second Open finds the new layout
+		s, err := Open(db, StorageConfig{})
+		if err != nil {
+			t.Fatalf("open %d: %v", round, err)
+		}
+		gotHS, gotCS, _ := s.InitialState()
+		if !isHardStateEqual(gotHS, hs) || len(gotCS.Voters) != 2 {
+			t.Fatalf("open %d: state %v %v, want %v and voters [1 2]", round, gotHS, gotCS, hs)
+		}
+		first, _ := s.FirstIndex()
+		last, _ := s.LastIndex()
+		if first != 5 || last != 7 {
+			t.Fatalf("open %d: log [%d, %d], want [5, 7]", round, first, last)
+		}
+		for i, want := range map[uint64]uint64{4: 2, 5: 2, 6: 3, 7: 3} {
+			if term, err := s.Term(i); err != nil || term != want {
+				t.Fatalf("open %d: Term(%d) = %d, %v; want %d", round, i, term, err, want)
+			}
+		}
+	}
+	it, err := db.NewIterator(cfEntries, engine.IterOptions{Lower: entriesEnd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if it.First() {
+		t.Fatalf("a legacy record stayed among the entries: %x", it.Key())
+	}
+}
+
+// TestStorageDropTruncatedFiles: once the log is truncated past flushed
+// files of entries, DropTruncatedFiles gives their space back at once,
+// and the entries kept still read back, also after a reopen.
+func TestStorageDropTruncatedFiles(t *testing.T) {
+	dir := t.TempDir()
+	opts := tuning.LowMemory()
+	opts.TargetFileSizeBaseBytes = 64 << 10 // many small files below L0
+	open := func() *engine.DB {
+		db, err := engine.Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := open()
+	s, err := Open(db, StorageConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const entries, entryBytes = 1200, 1000
+	value := make([]byte, entryBytes)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range value {
+		value[i] = byte(rnd.Uint32()) // incompressible
+	}
+	ents := make([]pb.Entry, entries)
+	for i := range ents {
+		ents[i] = pb.Entry{Index: uint64(i + 1), Term: 1, Data: value}
+	}
+	if err := s.Save(pb.HardState{Term: 1, Commit: entries}, ents, pb.Snapshot{}); err != nil {
+		t.Fatal(err)
+	}
+	// RocksDB drops files only below L0: move the log there, as background
+	// compaction does with a log that grows.
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CompactRange(cfEntries, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	idx := uint64(entries)
+	before, err := db.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := idx - idx/6
+	if err := s.Compact(cut); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropTruncatedFiles(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := db.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A sixth of the log is kept: a little more stays (the file across the
+	// cut, the state family's).
+	if after.LiveSSTBytes > before.LiveSSTBytes/3 {
+		t.Fatalf("live SST bytes %d before, %d after dropping five sixths of the log", before.LiveSSTBytes, after.LiveSSTBytes)
+	}
+	check := func(s *Storage) {
+		t.Helper()
+		es, err := s.Entries(cut+1, idx+1, 1<<30)
+		if err != nil || uint64(len(es)) != idx-cut {
+			t.Fatalf("entries (%d, %d]: %d, %v", cut, idx, len(es), err)
+		}
+	}
+	check(s)
+	db.Close()
+	db = open()
+	defer db.Close()
+	s, err = Open(db, StorageConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := s.FirstIndex(); first != cut+1 {
+		t.Fatalf("first index %d after reopen, want %d", first, cut+1)
+	}
+	check(s)
 }

@@ -39,7 +39,7 @@ func (a *applier) AppliedIndex() uint64 { return (*Server)(a).applied.Load() }
 func (a *applier) Apply(ents []raftpb.Entry, confStates map[uint64]raftpb.ConfState) {
 	s := (*Server)(a)
 	answers := s.applyAnswers[:0]
-	var last uint64
+	var last, bytes uint64
 	s.kv.BeginGroup()
 	for i := range ents {
 		e := &ents[i]
@@ -55,6 +55,7 @@ func (a *applier) Apply(ents []raftpb.Entry, confStates map[uint64]raftpb.ConfSt
 			s.applyConfChange(e, confStates[e.Index])
 		}
 		last = e.Index
+		bytes += uint64(len(e.Data))
 	}
 	if err := s.kv.EndGroup(); err != nil {
 		// As a failed write of a single entry (applyNormal): the engine's
@@ -66,6 +67,7 @@ func (a *applier) Apply(ents []raftpb.Entry, confStates map[uint64]raftpb.ConfSt
 		_ = failpoint.Inject(failpoint.ApplyAfterBatch) // written with its index, not answered
 	}
 	if last != 0 {
+		s.appliedBytes.Add(bytes) // before applied: a sample's bytes cover its index
 		s.applied.Store(last)
 	}
 	for _, a := range answers {

@@ -50,6 +50,15 @@ type Config struct {
 	// catch up from the log instead of a snapshot
 	// (--experimental-snapshot-catchup-entries). Default 5000.
 	SnapshotCatchUpEntries uint64
+	// SnapshotBytes also triggers a truncation after this many bytes of
+	// applied entries, however few they are (--snapshot-bytes; 0: only
+	// SnapshotCount). Default 64 MiB.
+	SnapshotBytes uint64
+	// SnapshotCatchUpBytes bounds the entries kept after a truncation by
+	// size too, though at least about one second of entries stays
+	// (--snapshot-catchup-bytes; 0: only SnapshotCatchUpEntries). Default
+	// 64 MiB.
+	SnapshotCatchUpBytes uint64
 	// HeartbeatInterval is the raft tick (--heartbeat-interval, in ms on
 	// the command line). Default 100ms.
 	HeartbeatInterval time.Duration
@@ -189,6 +198,8 @@ func DefaultConfig() Config {
 		InitialClusterToken:      "etcd-cluster",
 		SnapshotCount:            10000,
 		SnapshotCatchUpEntries:   5000,
+		SnapshotBytes:            64 << 20,
+		SnapshotCatchUpBytes:     64 << 20,
 		HeartbeatInterval:        100 * time.Millisecond,
 		ElectionTimeout:          1000 * time.Millisecond,
 		QuotaBackendBytes:        2 << 30,

@@ -56,6 +56,9 @@ type Server struct {
 	lessor  *lessor
 	alarms  *alarmStore
 	applied atomic.Uint64
+	// appliedBytes sums the data of the entries applied since start, for
+	// the raft log truncation's byte bounds.
+	appliedBytes atomic.Uint64
 
 	authStore *auth.Store // users, roles, tokens (auth_service.go, auth_check.go)
 	tlsc      tlsConfigs  // nil configs: cleartext (tls.go)
@@ -98,6 +101,12 @@ func raftEngineOptions() tuning.Options {
 	o.Statistics = false
 	// Every raft log write that matters is synced; nothing replays it.
 	o.ManualWALFlush = false
+	// The hard state and term runs (CFMeta) change with every Ready but
+	// fill no memtable: bound the WALs they pin by forcing their flush.
+	o.MaxTotalWALBytes = 64 << 20
+	// Small files below L0, so a truncated log's files fall wholly below
+	// the cut and are dropped whole (raftlog.Storage.DropTruncatedFiles).
+	o.TargetFileSizeBaseBytes = 8 << 20
 	return o
 }
 
@@ -516,38 +525,6 @@ func (s *Server) closeStorage() {
 			s.lg.Warn("closing raft engine", zap.Error(err))
 		}
 		s.raftDB = nil
-	}
-}
-
-// truncateLogLoop truncates the raft log once SnapshotCount entries were
-// applied since the last truncation, keeping SnapshotCatchUpEntries for
-// slow followers. The applied state is already in the engine, so nothing
-// is copied: once the engine's WAL is synced, the log below the applied
-// index is only kept for peers.
-func (s *Server) truncateLogLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	var last uint64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			applied := s.applied.Load()
-			if applied < last+s.cfg.SnapshotCount || applied <= s.cfg.SnapshotCatchUpEntries {
-				continue
-			}
-			// Apply batches are not synced; make everything applied so far
-			// durable before the log entries that could replay it go.
-			if err := s.db.SyncWAL(); err != nil {
-				s.lg.Fatal("syncing the engine's WAL failed", zap.Error(err))
-			}
-			if err := s.node.CompactLog(applied - s.cfg.SnapshotCatchUpEntries); err != nil {
-				s.lg.Warn("raft log truncation failed", zap.Error(err))
-				continue
-			}
-			last = applied
-		}
 	}
 }
 

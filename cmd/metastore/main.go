@@ -119,6 +119,8 @@ func newFlags(name string) *flags {
 	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
 	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", c.SnapshotCount, "Number of applied entries after which the raft log is truncated.")
 	fs.Uint64Var(&c.SnapshotCatchUpEntries, "experimental-snapshot-catchup-entries", c.SnapshotCatchUpEntries, "Number of entries kept after a raft log truncation for slow followers to catch up from.")
+	fs.Uint64Var(&c.SnapshotBytes, "snapshot-bytes", c.SnapshotBytes, "Bytes of applied entries after which the raft log is truncated, however few the entries (0: only --snapshot-count).")
+	fs.Uint64Var(&c.SnapshotCatchUpBytes, "snapshot-catchup-bytes", c.SnapshotCatchUpBytes, "Bytes of entries kept after a raft log truncation at most, though never less than about one second of entries (0: only --experimental-snapshot-catchup-entries).")
 	fs.BoolVar(&c.ExperimentalPeerFaults, "experimental-peer-faults", false, "TEST ONLY: serve /debug/faults on the peer listener to inject network faults. Never enable in production.")
 	fs.DurationVar(&c.LeaseCheckpointInterval, "experimental-lease-checkpoint-interval", c.LeaseCheckpointInterval, "How often the leader checkpoints remaining lease TTLs through raft.")
 	fs.DurationVar(&c.LeaseCheckInterval, "lease-check-interval", c.LeaseCheckInterval, "How often the leader looks for expired leases.")
