@@ -129,4 +129,159 @@ static char* ms_write(rocksdb_t* db, const rocksdb_writeoptions_t* wo, const cha
 	return err;
 }
 
+// ---- Counting runs (count.go) ----
+//
+// ms_header_rule is engine.HeaderRule in C: the value header ms_classify
+// reads. A header is a flags byte (0, or dead_flag for a dead version),
+// then `fields` minimal uvarints, field 0 being the version's revision
+// (1 <= rev <= 2^63-1). Bit i of each mask stands for field i. The rule's
+// owner (mvcc, for its record header in mvcc/encoding.go) fills it in;
+// engine knows no more of the format than this.
+typedef struct {
+	unsigned char dead_flag;
+	int fields;                 // 1..MS_HEADER_MAX_FIELDS
+	unsigned int int63;         // fields that must be <= 2^63-1
+	unsigned int dead_zero;     // fields that are 0 in a dead version
+	unsigned int live_nonzero;  // fields that are >= 1 in a live version
+	unsigned int live_le_rev;   // fields that are <= field 0 in a live version
+} ms_header_rule;
+
+#define MS_HEADER_MAX_FIELDS 8
+
+// ms_classify's answers (engine.HeaderClass).
+enum {
+	MS_LIVE = 0,      // well formed, live, revision <= rev
+	MS_DEAD = 1,      // well formed, dead, revision <= rev
+	MS_NEWER = 2,     // well formed, revision > rev
+	MS_MALFORMED = 3, // breaks the rule: short, unknown flags, bad or
+	                  // non-minimal uvarint, a field out of range
+};
+
+// ms_uvarint reads a minimal uvarint at *off, as Go's binary.Uvarint
+// plus the minimality check of mvcc's uvarint: at most 10 bytes, the 10th
+// at most 1, and the last byte non-zero unless it is the only one.
+static inline int ms_uvarint(const unsigned char* b, size_t len, size_t* off, unsigned long long* out) {
+	unsigned long long v = 0;
+	size_t o = *off;
+	for (int i = 0; i < 10; i++) {
+		if (o + i >= len) {
+			return 0;
+		}
+		unsigned char c = b[o + i];
+		if (i == 9 && c > 1) {
+			return 0;
+		}
+		if (c < 0x80) {
+			if (c == 0 && i > 0) {
+				return 0;
+			}
+			*out = v | ((unsigned long long)c << (7 * i));
+			*off = o + i + 1;
+			return 1;
+		}
+		v |= (unsigned long long)(c & 0x7f) << (7 * i);
+	}
+	return 0;
+}
+
+// ms_classify applies rule r to a value read at revision rev.
+static inline int ms_classify(const ms_header_rule* r, long long rev, const char* val, size_t vlen) {
+	const unsigned char* b = (const unsigned char*)val;
+	unsigned long long f[MS_HEADER_MAX_FIELDS];
+	if (vlen == 0 || r->fields < 1 || r->fields > MS_HEADER_MAX_FIELDS) {
+		return MS_MALFORMED;
+	}
+	int dead = b[0] == r->dead_flag;
+	if (b[0] != 0 && !dead) {
+		return MS_MALFORMED;
+	}
+	size_t off = 1;
+	for (int i = 0; i < r->fields; i++) {
+		if (!ms_uvarint(b, vlen, &off, &f[i])) {
+			return MS_MALFORMED;
+		}
+	}
+	const unsigned long long max63 = 0x7fffffffffffffffULL;
+	if (f[0] < 1 || f[0] > max63) {
+		return MS_MALFORMED;
+	}
+	for (int i = 1; i < r->fields; i++) {
+		unsigned int bit = 1u << i;
+		if ((r->int63 & bit) && f[i] > max63) {
+			return MS_MALFORMED;
+		}
+		if (dead) {
+			if ((r->dead_zero & bit) && f[i] != 0) {
+				return MS_MALFORMED;
+			}
+		} else if (((r->live_nonzero & bit) && f[i] == 0) || ((r->live_le_rev & bit) && f[i] > f[0])) {
+			return MS_MALFORMED;
+		}
+	}
+	if ((long long)f[0] > rev) {
+		return MS_NEWER;
+	}
+	return dead ? MS_DEAD : MS_LIVE;
+}
+
+// ms_count_result is ms_iter_count_run's answer (engine.CountResult).
+typedef struct {
+	size_t live;  // keys classified live
+	size_t keys;  // keys classified live or dead, and stepped past
+	int stop;     // why the run ended: an MS_RUN_* value
+} ms_count_result;
+
+enum {
+	MS_RUN_MAX = 0,       // max keys stepped past; on the next key
+	MS_RUN_EXHAUSTED = 1, // iterator invalid: out of bounds, or failed
+	MS_RUN_STOP_KEY = 2,  // on the first key >= stop
+	MS_RUN_NEWER = 3,     // on a key whose value is MS_NEWER
+	MS_RUN_MALFORMED = 4, // on a key whose value is MS_MALFORMED
+};
+
+// ms_iter_count_run classifies the keys from the iterator's position on,
+// counting the live ones and stepping past the live and dead ones, until
+// one of the MS_RUN_* conditions; stop (has_stop) is compared as RocksDB's
+// bytewise comparator does. It leaves p at the final position.
+static ms_count_result ms_iter_count_run(rocksdb_iterator_t* it, ms_pos* p, ms_header_rule r, long long rev,
+		const char* stop, size_t stoplen, int has_stop, size_t max) {
+	ms_count_result res = {0, 0, MS_RUN_MAX};
+	ms_enter();
+	for (; res.keys < max; res.keys++) {
+		if (!rocksdb_iter_valid(it)) {
+			res.stop = MS_RUN_EXHAUSTED;
+			break;
+		}
+		if (has_stop) {
+			size_t klen;
+			const char* k = rocksdb_iter_key(it, &klen);
+			size_t n = klen < stoplen ? klen : stoplen;
+			int c = n > 0 ? memcmp(k, stop, n) : 0;
+			if (c > 0 || (c == 0 && klen >= stoplen)) {
+				res.stop = MS_RUN_STOP_KEY;
+				break;
+			}
+		}
+		size_t vlen;
+		const char* v = rocksdb_iter_value(it, &vlen);
+		int cls = ms_classify(&r, rev, v, vlen);
+		if (cls == MS_NEWER || cls == MS_MALFORMED) {
+			res.stop = cls == MS_NEWER ? MS_RUN_NEWER : MS_RUN_MALFORMED;
+			break;
+		}
+		res.live += cls == MS_LIVE;
+		rocksdb_iter_next(it);
+	}
+	if (res.stop == MS_RUN_MAX && !rocksdb_iter_valid(it)) {
+		res.stop = MS_RUN_EXHAUSTED;
+	}
+	ms_iter_pos(it, p);
+	return res;
+}
+
+// ms_classify_value is ms_classify for a single value (HeaderRule.Classify).
+static int ms_classify_value(ms_header_rule r, long long rev, const char* val, size_t vlen) {
+	return ms_classify(&r, rev, val, vlen);
+}
+
 #endif

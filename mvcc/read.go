@@ -143,8 +143,9 @@ func (r *reader) historyAt(key []byte, rev int64) (record, bool, error) {
 // in key order, and returns how many it found; an empty non-nil end means
 // no upper bound (etcd's ">= key"). fn is called with the first fullKeys
 // of them (fullKeys < 0: all); the rest are only counted, from their
-// record header, without copying their keys or values. fn returns false
-// to stop the scan, which then returns the count so far.
+// record header, without copying their keys or values: runs of engine keys
+// between pending writes in one cgo call each (engine.CountRun). fn
+// returns false to stop the scan, which then returns the count so far.
 func (r *reader) scan(ctx context.Context, key, end []byte, fullKeys int, fn func(key []byte, rec *record) bool) (count int, err error) {
 	if len(end) > 0 && bytes.Compare(key, end) >= 0 {
 		return 0, nil
@@ -201,6 +202,22 @@ func (r *reader) scan(ctx context.Context, key, end []byte, fullKeys int, fn fun
 			continue
 		}
 		if !full() {
+			// Count engine keys in C, up to the next pending write and
+			// the next context check, until one needs Go.
+			var stop []byte
+			if len(ovKeys) > 0 {
+				stop = ovKeys[0].key
+			}
+			run := it.CountRun(&recordHeaderRule, r.rev, stop, ctxCheckKeys-(n+1)%ctxCheckKeys)
+			count += run.Live
+			n += run.Keys - 1 // the run took the keys n, n+1, ...; the loop's n++ passes the last
+			if run.Stop != engine.RunNewer && run.Stop != engine.RunMalformed {
+				valid = it.Valid()
+				continue
+			}
+			// Changed after r.rev (resolved from history) or malformed
+			// (reported): a key of its own, on which the run stopped.
+			n++
 			live, err := r.liveAtHeader(it)
 			if err != nil {
 				return count, err
@@ -230,6 +247,34 @@ func (r *reader) scan(ctx context.Context, key, end []byte, fullKeys int, fn fun
 		valid = it.Next()
 	}
 }
+
+// recordHeaderRule is the record header of encoding.go (see record and
+// decodeRecordHeader) as engine.CountRun reads it, in C, to count keys: a
+// flags byte whose tombstone bit marks a dead version, then the uvarints
+// below, with every check decodeRecordHeader makes. CountRun counts only
+// keys whose latest version is at or before the read revision and well
+// formed; it hands the others back to scan, which resolves them with
+// liveAtHeader. TestCountHeaderRule and FuzzCountHeaderRule fail when the
+// two drift apart: change them together.
+var recordHeaderRule = engine.HeaderRule{
+	DeadFlag:            flagTombstone,
+	Fields:              hdrFields,
+	Int63Fields:         1<<hdrModSub | 1<<hdrCreate | 1<<hdrVersion, // mod main always is
+	DeadZeroFields:      1<<hdrCreate | 1<<hdrVersion | 1<<hdrLease,
+	LiveNonZeroFields:   1<<hdrCreate | 1<<hdrVersion,
+	LiveAtMostRevFields: 1 << hdrCreate,
+}
+
+// The uvarint fields of a record header, in order (mod main is field 0,
+// the revision engine.HeaderRule compares with the read revision).
+const (
+	hdrModMain = iota
+	hdrModSub
+	hdrCreate
+	hdrVersion
+	hdrLease
+	hdrFields
+)
 
 // liveAtHeader reports whether the CFKV key under it exists at the
 // reader's revision, reading only the latest record's header unless the

@@ -2,7 +2,8 @@
 # bench-scale.sh is the scale run of the benchmarks issue: for MetaStore and
 # etcd 3.6.16 in turn (1 member, fresh data dir), load 100k keys of 256 B
 # values, measure point-get and 100-key page latency, RSS and disk; load
-# BENCH_SCALE_KEYS (10M) keys, measure the same again. Loading and measuring
+# BENCH_SCALE_KEYS (10M) keys, measure the same again, and RSS and disk
+# once more after BENCH_SCALE_SETTLE (60s) of background work. Loading and measuring
 # use metastore-bench (load: transactions of 128 puts; range: random
 # linearizable point gets over the whole key space; range --prefix-page 100:
 # Kubernetes-style pages of the whole prefix). etcd runs with
@@ -37,6 +38,7 @@ ms_flags=${BENCH_SCALE_METASTORE_FLAGS:-}
 out=${BENCH_SCALE_OUT:-bench-results/scale-$(date +%Y%m%d-%H%M%S)}
 benchbin=${METASTORE_BENCH:-bin/metastore-bench}
 port=${BENCH_SCALE_PORT:-24801}
+settle=${BENCH_SCALE_SETTLE:-60s}
 etcd_dir=$(bash scripts/etcd.sh)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -126,13 +128,17 @@ for t in $targets; do
   measure "$t" "$small"
   load "$t" "$big"
   measure "$t" "$big"
+  # The same once background work (compaction of what the load left in
+  # L0, memtable flushes) has had BENCH_SCALE_SETTLE to finish.
+  sleep "$settle"
+  rec "$t" "$big" rss_settled_mb "$(($(ps -o rss= -p "$pid") / 1024))"
+  rec "$t" "$big" disk_settled_mb "$(($(du -sk "$data" | cut -f1) / 1024))"
   stop
   rm -rf "$data"
 done
 
 owkeys=${BENCH_SCALE_OVERWRITE_KEYS:-1000000}
 rounds=${BENCH_SCALE_OVERWRITE_ROUNDS:-10}
-settle=${BENCH_SCALE_SETTLE:-60s}
 if [ "$owkeys" -gt 0 ]; then
   live_mb=$(echo "$owkeys * ($keysize + 256) / 1048576" | bc -l)
   for t in $targets; do
