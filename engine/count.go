@@ -177,8 +177,8 @@ type CountResult struct {
 // min(maxKeys, CountRunMaxKeys) keys, when the iterator becomes invalid,
 // at the first key >= stop (nil: no stop key), or ON a key the rule
 // cannot settle (newer than rev, or malformed), which it leaves for the
-// caller to read with Key and Value and step past. The iterator must be
-// moving forward; one call is one cgo call, with no allocation.
+// caller to read with Key and Value and step past. It only steps forward
+// (as Next); one call is one cgo call, with no allocation.
 func (it *Iterator) CountRun(rule *HeaderRule, rev int64, stop []byte, maxKeys int) CountResult {
 	cr := rule.cRule()
 	n := min(max(maxKeys, 0), CountRunMaxKeys)

@@ -113,27 +113,35 @@ func TestHeaderRuleValidate(t *testing.T) {
 	(&HeaderRule{}).Classify(hdr(0, 1), 1)
 }
 
-// TestCountRun walks k00..k19 at revision 10, where k03 and k07 are dead,
-// k10 was changed at revision 50 and k15 is malformed.
-func TestCountRun(t *testing.T) {
+// countDB returns a database whose CFKV holds n keys, fmt.Sprintf(keyFmt,
+// i) = value(i), closed when the test ends.
+func countDB(t *testing.T, n int, keyFmt string, value func(i int) []byte) *DB {
 	db := openTest(t, t.TempDir())
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	b := db.NewBatch()
-	for i := 0; i < 20; i++ {
-		v := cat(hdr(0, 5, 1, 7), []byte("value"))
-		switch i {
-		case 3, 7:
-			v = hdr(0x80, 6, 0, 0)
-		case 10:
-			v = hdr(0, 50, 1, 0)
-		case 15:
-			v = []byte{0}
-		}
-		b.Put(CFKV, []byte(fmt.Sprintf("k%02d", i)), v)
+	for i := 0; i < n; i++ {
+		b.Put(CFKV, []byte(fmt.Sprintf(keyFmt, i)), value(i))
 	}
 	if err := db.Write(b, false); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// TestCountRun walks k00..k19 at revision 10, where k03 and k07 are dead,
+// k10 was changed at revision 50 and k15 is malformed.
+func TestCountRun(t *testing.T) {
+	db := countDB(t, 20, "k%02d", func(i int) []byte {
+		switch i {
+		case 3, 7:
+			return hdr(0x80, 6, 0, 0)
+		case 10:
+			return hdr(0, 50, 1, 0)
+		case 15:
+			return []byte{0}
+		}
+		return cat(hdr(0, 5, 1, 7), []byte("value"))
+	})
 	tests := []struct {
 		name         string
 		from, upper  string
@@ -201,20 +209,13 @@ func TestCountRun(t *testing.T) {
 // TestCountRunMaxKeys: one call classifies at most CountRunMaxKeys keys,
 // and consecutive calls count every key once.
 func TestCountRunMaxKeys(t *testing.T) {
-	db := openTest(t, t.TempDir())
-	defer db.Close()
 	const n = 2*CountRunMaxKeys + 100
-	b := db.NewBatch()
-	for i := 0; i < n; i++ {
-		v := hdr(0, 5, 1, 0)
+	db := countDB(t, n, "k%06d", func(i int) []byte {
 		if i%3 == 0 {
-			v = hdr(0x80, 5, 0, 0)
+			return hdr(0x80, 5, 0, 0)
 		}
-		b.Put(CFKV, []byte(fmt.Sprintf("k%06d", i)), v)
-	}
-	if err := db.Write(b, false); err != nil {
-		t.Fatal(err)
-	}
+		return hdr(0, 5, 1, 0)
+	})
 	it, err := db.NewIterator(CFKV, IterOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -244,15 +245,7 @@ func TestCountRunMaxKeys(t *testing.T) {
 
 // TestCountRunAllocs: a run allocates nothing in Go.
 func TestCountRunAllocs(t *testing.T) {
-	db := openTest(t, t.TempDir())
-	defer db.Close()
-	b := db.NewBatch()
-	for i := 0; i < 100; i++ {
-		b.Put(CFKV, []byte(fmt.Sprintf("k%03d", i)), hdr(0, 5, 1, 0))
-	}
-	if err := db.Write(b, false); err != nil {
-		t.Fatal(err)
-	}
+	db := countDB(t, 100, "k%03d", func(int) []byte { return hdr(0, 5, 1, 0) })
 	it, err := db.NewIterator(CFKV, IterOptions{})
 	if err != nil {
 		t.Fatal(err)

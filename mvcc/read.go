@@ -203,7 +203,9 @@ func (r *reader) scan(ctx context.Context, key, end []byte, fullKeys int, fn fun
 		}
 		if !full() {
 			// Count engine keys in C, up to the next pending write and
-			// the next context check, until one needs Go.
+			// the next context check (the keys n up to the next n with
+			// n%ctxCheckKeys == ctxCheckKeys-1, as one per iteration
+			// would), until one needs Go.
 			var stop []byte
 			if len(ovKeys) > 0 {
 				stop = ovKeys[0].key
