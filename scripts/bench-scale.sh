@@ -2,8 +2,9 @@
 # bench-scale.sh is the scale run of the benchmarks issue: for MetaStore and
 # etcd 3.6.16 in turn (1 member, fresh data dir), load 100k keys of 256 B
 # values, measure point-get and 100-key page latency, RSS and disk; load
-# BENCH_SCALE_KEYS (10M) keys, measure the same again, and RSS and disk
-# once more after BENCH_SCALE_SETTLE (60s) of background work. Loading and measuring
+# BENCH_SCALE_KEYS (10M) keys, record the disk right after the load, and
+# measure the same again after BENCH_SCALE_SETTLE (60s) of background
+# work (the steady state, not the load's compaction debt). Loading and measuring
 # use metastore-bench (load: transactions of 128 puts; range: random
 # linearizable point gets over the whole key space; range --prefix-page 100:
 # Kubernetes-style pages of the whole prefix). etcd runs with
@@ -127,12 +128,12 @@ for t in $targets; do
   load "$t" "$small"
   measure "$t" "$small"
   load "$t" "$big"
-  measure "$t" "$big"
-  # The same once background work (compaction of what the load left in
-  # L0, memtable flushes) has had BENCH_SCALE_SETTLE to finish.
+  rec "$t" "$big" disk_after_load_mb "$(($(du -sk "$data" | cut -f1) / 1024))"
+  # Measure the steady state: background work (compaction of what the load
+  # left in L0, memtable flushes) has BENCH_SCALE_SETTLE to finish first,
+  # instead of competing with the gets on the pinned core.
   sleep "$settle"
-  rec "$t" "$big" rss_settled_mb "$(($(ps -o rss= -p "$pid") / 1024))"
-  rec "$t" "$big" disk_settled_mb "$(($(du -sk "$data" | cut -f1) / 1024))"
+  measure "$t" "$big"
   stop
   rm -rf "$data"
 done
