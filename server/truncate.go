@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -163,11 +164,14 @@ func (s *Server) engineWrites() uint64 {
 	return a + b
 }
 
-// flushIdle flushes both engines' memtables (see idleFlush).
+// flushIdle flushes both engines' memtables (see idleFlush) and hands the
+// memory they held back to the operating system.
 func (s *Server) flushIdle() {
 	for _, db := range []*engine.DB{s.db, s.raftDB} {
 		if err := db.Flush(); err != nil {
 			s.lg.Warn("flushing an idle member's memtables failed", zap.String("engine", db.Dir()), zap.Error(err))
 		}
 	}
+	debug.FreeOSMemory()
+	engine.ReleaseFreeMemory()
 }
