@@ -98,6 +98,7 @@ func (s *Server) truncateLogLoop(ctx context.Context) {
 	defer t.Stop()
 	p := newTruncatePolicy(&s.cfg)
 	var idle idleFlush
+	var droppedAt uint64 // applied bytes at the last DropTruncatedFiles
 	for {
 		select {
 		case <-ctx.Done():
@@ -121,12 +122,22 @@ func (s *Server) truncateLogLoop(ctx context.Context) {
 				continue
 			}
 			p.truncated(cut, applied, bytes)
-			if err := s.rstore.DropTruncatedFiles(); err != nil {
-				s.lg.Warn("dropping the truncated raft log's files failed", zap.Error(err))
+			if bytes-droppedAt >= dropFilesEveryBytes {
+				// Deleting files writes (and syncs) the engine's manifest:
+				// once some files' worth of log has gone, not per truncation.
+				droppedAt = bytes
+				if err := s.rstore.DropTruncatedFiles(); err != nil {
+					s.lg.Warn("dropping the truncated raft log's files failed", zap.Error(err))
+				}
 			}
 		}
 	}
 }
+
+// dropFilesEveryBytes is how many bytes of applied entries pass between
+// two deletions of the truncated raft log's files: four of the raft
+// engine's 8 MiB files (raftEngineOptions).
+const dropFilesEveryBytes = 32 << 20
 
 // idleTicks is how many truncation ticks (seconds) without a write to
 // either engine make a member idle.
