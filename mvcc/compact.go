@@ -74,7 +74,6 @@ type compactor struct {
 	stopc chan struct{}
 	wg    sync.WaitGroup
 	batch *engine.Batch // used only by the compactor goroutine
-	tombs []compactTomb // compactBatch's, reused
 
 	mu struct {
 		sync.Mutex
@@ -299,22 +298,16 @@ func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 
 // compactBatch processes up to CompactionBatchLimitRevs revisions from the
 // cursor and reports whether the walk reached target.
-//
-// Most of a batch runs beside writers, not holding the writer lock: the
-// events below target never change, and neither do the superseded
-// versions they name (a writer only moves a key's latest version to
-// history, and that version is newer than every revision the walk
-// passes), so their history deletions are written first, unlocked. They
-// are idempotent: a crash before the cursor moves redoes them. Only the
-// tombstones below target that are still a key's latest version need the
-// lock, since a writer may recreate the key meanwhile: they are checked
-// and deleted, with the cursor, under it. Writers wait for that short
-// step instead of the whole batch (put p99 during a compaction).
 func (s *Store) compactBatch(target int64, t *touchedRanges) (done bool, err error) {
 	select {
 	case <-s.comp.stopc:
 		return false, errStopped
 	default:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushGroupLocked(); err != nil {
+		return false, err
 	}
 	s.comp.mu.Lock()
 	cursor := s.comp.mu.cursor
@@ -332,7 +325,6 @@ func (s *Store) compactBatch(target int64, t *touchedRanges) (done bool, err err
 	done = true
 	revs := 0
 	var hk []byte
-	tombs := s.comp.tombs[:0]
 	for ok := it.First(); ok; ok = it.Next() {
 		rev, err := decodeEventKey(it.Key())
 		if err != nil {
@@ -357,55 +349,34 @@ func (s *Store) compactBatch(target int64, t *touchedRanges) (done bool, err err
 			if !e.del || e.inline != nil || rev >= target {
 				continue
 			}
-			tombs = append(tombs, compactTomb{key: bytes.Clone(e.key), rev: rev})
+			v, ok, err := s.db.Get(engine.CFKV, e.key)
+			if err != nil {
+				return false, err
+			}
+			latest := false
+			if ok {
+				rec, err := decodeRecord(v)
+				if err != nil {
+					return false, fmt.Errorf("mvcc: compact: kv %q: %w", e.key, err)
+				}
+				latest = rec.mod.Main == rev
+				if latest && !rec.tombstone {
+					s.lg.Panic("delete event names a live version", zap.ByteString("key", e.key), zap.Int64("rev", rev))
+				}
+			}
+			if latest {
+				b.Delete(engine.CFKV, e.key)
+				widen(&t.kvLo, &t.kvHi, e.key)
+			} else {
+				hk = appendHistoryKey(hk[:0], e.key, rev)
+				b.Delete(engine.CFHistory, hk)
+				widen(&t.histLo, &t.histHi, hk)
+			}
 		}
 	}
 	if err := it.Error(); err != nil {
 		return false, err
 	}
-	s.comp.tombs = tombs
-	if !b.Empty() {
-		if err := s.db.Write(b, false); err != nil {
-			return false, fmt.Errorf("mvcc: compact: write: %w", err)
-		}
-	}
-	b.Reset()
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(tombs) > 0 {
-		// The tombstone checks read the latest versions: pending group
-		// writes first.
-		if err := s.flushGroupLocked(); err != nil {
-			return false, err
-		}
-	}
-	for _, tb := range tombs {
-		v, ok, err := s.db.Get(engine.CFKV, tb.key)
-		if err != nil {
-			return false, err
-		}
-		latest := false
-		if ok {
-			rec, err := decodeRecord(v)
-			if err != nil {
-				return false, fmt.Errorf("mvcc: compact: kv %q: %w", tb.key, err)
-			}
-			latest = rec.mod.Main == tb.rev
-			if latest && !rec.tombstone {
-				s.lg.Panic("delete event names a live version", zap.ByteString("key", tb.key), zap.Int64("rev", tb.rev))
-			}
-		}
-		if latest {
-			b.Delete(engine.CFKV, tb.key)
-			widen(&t.kvLo, &t.kvHi, tb.key)
-		} else {
-			hk = appendHistoryKey(hk[:0], tb.key, tb.rev)
-			b.Delete(engine.CFHistory, hk)
-			widen(&t.histLo, &t.histHi, hk)
-		}
-	}
-	clear(tombs)
 	if next > cursor {
 		b.DeleteRange(engine.CFEvents, eventKey(cursor), eventKey(next))
 	}
@@ -420,12 +391,4 @@ func (s *Store) compactBatch(target int64, t *touchedRanges) (done bool, err err
 	s.comp.mu.cursor = next
 	s.comp.mu.Unlock()
 	return done, nil
-}
-
-// compactTomb is a delete event below the compaction target: the
-// tombstone it wrote is deleted from kv if still the latest version, else
-// from history.
-type compactTomb struct {
-	key []byte
-	rev int64
 }
