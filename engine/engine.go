@@ -451,7 +451,9 @@ func (d *DB) LatestSequence() (uint64, error) {
 
 // DeleteFilesInRange deletes the SST files of cf whose keys all lie in
 // [start, end] (both inclusive), without reading or rewriting anything;
-// files that straddle a bound stay. Readers that still hold a snapshot or
+// files that straddle a bound stay, and so do L0's (RocksDB drops files
+// only from the levels below, whose files do not overlap). It writes and
+// syncs the manifest: not for every small deletion. Readers that still hold a snapshot or
 // iterator over the range lose what those files held: callers use it only
 // for ranges already deleted that nobody reads, such as a truncated log.
 func (d *DB) DeleteFilesInRange(cf CF, start, end []byte) error {
