@@ -62,14 +62,16 @@ func benchValue(rnd *rand.Rand) []byte {
 	return v
 }
 
-func benchStore(b testing.TB) (*Store, *engine.DB) {
+func benchStore(b testing.TB) (*Store, *engine.DB) { return benchStoreCfg(b, Config{}) }
+
+func benchStoreCfg(b testing.TB, cfg Config) (*Store, *engine.DB) {
 	o := tuning.Default()
 	o.Statistics = false
 	db, err := engine.Open(b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := Open(db, Config{}, zap.NewNop())
+	s, err := Open(db, cfg, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -221,18 +223,9 @@ func benchRange1000(b *testing.B, flush bool) {
 //	go test -run '^$' -bench CountOnlyFlushed -benchtime 20x -count 3 ./mvcc
 func BenchmarkCountOnlyFlushed(b *testing.B) {
 	n := envInt("MVCC_COUNT_KEYS", 1_000_000)
-	s, db := benchStore(b)
-	load(b, s, n, 0)
+	s, db := benchStoreCfg(b, Config{CountIndexBucketKeys: -1}) // the walk
 	req := &pb.RangeRequest{Key: []byte("/registry/pods/"), RangeEnd: []byte("/registry/pods0"), CountOnly: true}
-	if err := db.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	// One sorted run, as most keys of a large store are, and no
-	// compaction of the loaded L0 files running beside the counts.
-	if err := db.CompactRange(engine.CFKV, nil, nil); err != nil {
-		b.Fatal(err)
-	}
-	flushAndWarm(b, s, db, func(int) *pb.RangeRequest { return req }, 1)
+	countStoreFlushed(b, s, db, n, req)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -244,6 +237,79 @@ func BenchmarkCountOnlyFlushed(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/key")
+}
+
+// BenchmarkPageOfAll serves Kubernetes' list page: the first 100 keys of
+// a prefix of MVCC_COUNT_KEYS keys (flushed, block cache warm) and the
+// count of all of them, with the count index (index) and by walking
+// (walk). A page at the current revision (current) and at a revision
+// 1000 writes back, as a list's continuation pages read (older), where
+// the index corrects its counts by those writes' events.
+//
+//	go test -run '^$' -bench PageOfAll -benchtime 20x ./mvcc
+//
+// (a walk of 1M keys takes about 0.4 s a page).
+func BenchmarkPageOfAll(b *testing.B) {
+	n := envInt("MVCC_COUNT_KEYS", 1_000_000)
+	for _, mode := range []struct {
+		name   string
+		bucket int
+	}{{"index", 0}, {"walk", -1}} {
+		b.Run(mode.name, func(b *testing.B) {
+			s, db := benchStoreCfg(b, Config{CountIndexBucketKeys: mode.bucket})
+			req := &pb.RangeRequest{Key: []byte("/registry/pods/"), RangeEnd: []byte("/registry/pods0"), Limit: 100}
+			countStoreFlushed(b, s, db, n, req)
+			old := s.Rev()
+			rnd := rand.New(rand.NewSource(2))
+			idx := s.AppliedIndex()
+			for i := 0; i < 1000; i++ { // overwrites, creates and deletes after old
+				idx++
+				var err error
+				switch k := benchKey(rnd.Intn(n + n/10)); i % 4 {
+				case 0:
+					_, err = s.DeleteRange(idx, &pb.DeleteRangeRequest{Key: k})
+				default:
+					_, err = s.Put(idx, &pb.PutRequest{Key: k, Value: benchValue(rnd)})
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			ctx := context.Background()
+			for _, at := range []struct {
+				name string
+				rev  int64
+			}{{"current", 0}, {"older", old}} {
+				b.Run(at.name, func(b *testing.B) {
+					r := *req
+					r.Revision = at.rev
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						resp, err := s.Range(ctx, &r)
+						if err != nil || len(resp.Kvs) != 100 || resp.Count < int64(n)*9/10 {
+							b.Fatal(err, resp.GetCount())
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// countStoreFlushed loads n keys into s, flushed and compacted into one
+// sorted run, with req's blocks in the cache.
+func countStoreFlushed(b *testing.B, s *Store, db *engine.DB, n int, req *pb.RangeRequest) {
+	load(b, s, n, 0)
+	if err := db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	// One sorted run, as most keys of a large store are, and no
+	// compaction of the loaded L0 files running beside the counts.
+	if err := db.CompactRange(engine.CFKV, nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	flushAndWarm(b, s, db, func(int) *pb.RangeRequest { return req }, 1)
 }
 
 // BenchmarkCompact1MRevisions writes MVCC_COMPACT_REVS revisions (10

@@ -23,6 +23,11 @@ type Config struct {
 	// MaxLeases bounds the in-memory lease table; LeaseGrant beyond it
 	// fails with ErrTooManyLeases. Default 1_000_000.
 	MaxLeases int
+	// CountIndexBucketKeys is the number of live keys per bucket of the
+	// count index (countindex.go), which makes the count of a large range
+	// cost about two buckets' walk. Default 1024; negative: no index,
+	// every count walks its range.
+	CountIndexBucketKeys int
 }
 
 // Defaults.
@@ -46,6 +51,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxLeases == 0 {
 		c.MaxLeases = DefaultMaxLeases
+	}
+	if c.CountIndexBucketKeys == 0 {
+		c.CountIndexBucketKeys = DefaultCountIndexBucketKeys
 	}
 	return c
 }

@@ -53,6 +53,8 @@ type group struct {
 	pubs []groupPub
 	// afterCommit are the pending txns' in-memory effects, in order.
 	afterCommit []func()
+	// cdeltas are the pending txns' count index changes.
+	cdeltas []countDelta
 }
 
 type groupPub struct {
@@ -99,6 +101,11 @@ func (s *Store) flushGroupLocked() error {
 		return err
 	}
 	if g.rev != 0 {
+		if s.cidx != nil {
+			if err := s.cidx.apply(s.db, g.cdeltas, g.rev); err != nil {
+				return err
+			}
+		}
 		s.state.Store(&revState{rev: g.rev, compacted: s.state.Load().compacted})
 	}
 	for _, f := range g.afterCommit {
@@ -113,6 +120,7 @@ func (s *Store) flushGroupLocked() error {
 	g.pubs = g.pubs[:0]
 	clear(g.afterCommit)
 	g.afterCommit = g.afterCommit[:0]
+	g.cdeltas = g.cdeltas[:0]
 	g.txns, g.rev = 0, 0
 	return nil
 }

@@ -33,9 +33,11 @@ func openEngine(t testing.TB, dir string) *engine.DB {
 	return db
 }
 
-// testCfg compacts without pauses so tests run fast.
+// testCfg compacts without pauses so tests run fast, and keeps count
+// index buckets tiny so that every test's ranges cross, split and merge
+// them.
 func testCfg() Config {
-	return Config{CompactionBatchLimitRevs: 3, CompactionBatchInterval: 1}
+	return Config{CompactionBatchLimitRevs: 3, CompactionBatchInterval: 1, CountIndexBucketKeys: 4}
 }
 
 func openStore(t testing.TB, db *engine.DB, cfg Config) *Store {

@@ -325,7 +325,8 @@ func TestRandomAgainstModel(t *testing.T) {
 			check("leases", b1.String(), b2.String())
 			index--
 		default:
-			inGroup = false // Close writes a pending group out
+			endGroup()
+			checkCountIndex(t, s)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -343,6 +344,8 @@ func TestRandomAgainstModel(t *testing.T) {
 			index = m.applied
 		}
 	}
+	endGroup()
+	checkCountIndex(t, s)
 	t.Logf("%d ops, final revision %d, compacted %d", *randomOps, m.rev, m.compacted)
 }
 

@@ -26,6 +26,8 @@ type view struct {
 	base      int64
 	compacted int64
 	ov        *overlay
+	// cidx, if set, counts large ranges (countindex.go).
+	cidx *countIndex
 	// usedHistory is set when a read consulted CFHistory (see reader).
 	usedHistory bool
 }
@@ -52,6 +54,9 @@ func (v *view) rangeKeys(ctx context.Context, key, end []byte, rev, limit int64,
 	rd := reader{src: v.src, rev: min(rev, v.base)}
 	if rev > v.base {
 		rd.ov = v.ov
+	}
+	if rd.ov == nil {
+		rd.cidx = v.cidx
 	}
 	defer func() {
 		rd.close()
@@ -194,7 +199,7 @@ func (s *Store) rangeAt(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespo
 	}
 	for attempt := 0; ; attempt++ {
 		st := s.state.Load()
-		v := &view{src: s.db, curRev: st.rev, base: st.rev, compacted: st.compacted}
+		v := &view{src: s.db, curRev: st.rev, base: st.rev, compacted: st.compacted, cidx: s.cidx}
 		resp, err := executeRange(ctx, s.lg, v, r)
 		if err != nil || !v.usedHistory {
 			return resp, err

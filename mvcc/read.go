@@ -45,6 +45,9 @@ type reader struct {
 	histKey     []byte
 	usedHistory bool
 	ov          *overlay // pending writes at rev+1 seen by this reader; nil if none
+	// cidx, if set, counts what scan would walk past its full keys
+	// (countindex.go). Never set with ov.
+	cidx *countIndex
 	// buf holds the CFKV value get read last; records get returns alias
 	// it. A caller that keeps such a record's value sets buf to nil.
 	buf []byte
@@ -200,6 +203,16 @@ func (r *reader) scan(ctx context.Context, key, end []byte, fullKeys int, fn fun
 				return count, nil
 			}
 			continue
+		}
+		if !full() && r.cidx != nil && len(ovKeys) == 0 {
+			rest, ok, err := r.countRest(ctx, bytes.Clone(it.Key()), end)
+			if err != nil || ok {
+				return count + rest, err
+			}
+			// The index would not save work: walk, without asking again.
+			ci := r.cidx
+			r.cidx = nil
+			defer func() { r.cidx = ci }()
 		}
 		if !full() {
 			// Count engine keys in C, up to the next pending write and

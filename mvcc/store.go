@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -52,6 +53,10 @@ type Store struct {
 		group group
 	}
 
+	// cidx counts live keys per bucket of the key space; nil when
+	// Config.CountIndexBucketKeys < 0.
+	cidx *countIndex
+
 	leases leaseTable
 	subs   subscribers
 	comp   compactor
@@ -71,6 +76,9 @@ func Open(db *engine.DB, cfg Config, lg *zap.Logger) (*Store, error) {
 	}
 	s := &Store{db: db, cfg: cfg, lg: lg}
 	s.mu.batch = db.NewBatch()
+	if cfg.CountIndexBucketKeys > 0 {
+		s.cidx = newCountIndex(cfg.CountIndexBucketKeys)
+	}
 
 	if err := s.load(); err != nil {
 		return nil, err
@@ -135,6 +143,15 @@ func (s *Store) load() error {
 	s.state.Store(&revState{rev: int64(rev), compacted: int64(sched)})
 	if err := s.leases.load(db); err != nil {
 		return err
+	}
+	if s.cidx != nil {
+		start := time.Now()
+		if err := s.cidx.build(db, int64(rev)); err != nil {
+			return err
+		}
+		buckets, live := s.cidx.size()
+		lg.Info("count index built", zap.Int("buckets", buckets), zap.Int64("live-keys", live),
+			zap.Duration("took", time.Since(start)))
 	}
 	s.comp.start(s, int64(finished), int64(cursor))
 	if int64(finished) < int64(sched) {

@@ -63,7 +63,7 @@ func (s *Store) ReadTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse,
 		return nil, ErrClosed
 	}
 	st := s.state.Load()
-	rv := &view{src: s.db, curRev: st.rev, base: st.rev, compacted: st.compacted}
+	rv := &view{src: s.db, curRev: st.rev, base: st.rev, compacted: st.compacted, cidx: s.cidx}
 	txnPath := compareToPath(ctx, rv, r)
 	if _, err := s.checkTxn(ctx, rv, r, txnPath); err != nil {
 		return nil, err

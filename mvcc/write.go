@@ -40,6 +40,8 @@ type writeTxn struct {
 	src     source
 	undo    []undoEntry
 	mark    engine.BatchMark
+	// cdeltas are the txn's changes to the count index (countindex.go).
+	cdeltas []countDelta
 
 	// Scratch space reused by every txn (the txn itself is s.mu.tx): the
 	// batch copies what it is given, so one buffer serves each encoding in
@@ -89,6 +91,7 @@ func (tx *writeTxn) reset() {
 	tx.afterCommit = tx.afterCommit[:0]
 	clear(tx.undo)
 	tx.undo = tx.undo[:0]
+	tx.cdeltas = tx.cdeltas[:0]
 	tx.grouped, tx.src = false, nil
 	if cap(tx.scratch) > maxRetainedTxnBytes {
 		tx.scratch = nil
@@ -176,6 +179,11 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 		return err
 	}
 	if changed {
+		if s.cidx != nil {
+			if err := s.cidx.apply(s.db, tx.cdeltas, rev); err != nil {
+				return err
+			}
+		}
 		s.state.Store(&revState{rev: rev, compacted: tx.compacted})
 	}
 	for _, f := range tx.afterCommit {
@@ -210,6 +218,7 @@ func (tx *writeTxn) commitGroupedLocked(index uint64, rev int64, changed bool) e
 		}
 	}
 	g.afterCommit = append(g.afterCommit, tx.afterCommit...)
+	g.cdeltas = append(g.cdeltas, tx.cdeltas...)
 	g.txns++
 	// The index is persisted with the group's write; until then it is
 	// applied in memory only, as any lazily persisted index.
@@ -277,6 +286,14 @@ func (tx *writeTxn) write(key, value []byte, lease int64, del bool) error {
 		prev, prevFound = old, found
 	}
 	live := prevFound && !prev.tombstone
+	if ci := tx.s.cidx; ci != nil && live == del {
+		// A key created, or a live key deleted (countindex.go).
+		d := int64(1)
+		if del {
+			d = -1
+		}
+		tx.cdeltas = append(tx.cdeltas, countDelta{bucket: ci.bucketOf(key), d: d})
+	}
 	nr := record{mod: rev, tombstone: del}
 	if !del {
 		nr.lease, nr.value = lease, value
