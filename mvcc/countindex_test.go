@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-
 )
 
 // checkCountIndex fails unless every bucket of s's count index holds the
