@@ -101,9 +101,15 @@ func load(b testing.TB, s *Store, n, overwrite int) {
 }
 
 // BenchmarkPut applies one Put per op (256-byte value, keys cycling over
-// 1M distinct keys); writes are unsynced, as on the apply path.
-func BenchmarkPut(b *testing.B) {
-	s, _ := benchStore(b)
+// 1M distinct keys: creations for the first 1M ops); writes are unsynced,
+// as on the apply path. BenchmarkPutNoCountIndex is the same without the
+// count index, whose cost is in the creations.
+func BenchmarkPut(b *testing.B) { benchPut(b, Config{}) }
+
+func BenchmarkPutNoCountIndex(b *testing.B) { benchPut(b, Config{CountIndexBucketKeys: -1}) }
+
+func benchPut(b *testing.B, cfg Config) {
+	s, _ := benchStoreCfg(b, cfg)
 	rnd := rand.New(rand.NewSource(1))
 	vals := make([][]byte, 64)
 	for i := range vals {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -91,47 +90,76 @@ func newCountIndex(target int) *countIndex {
 
 // bucketOf returns the bucket holding key. REQUIRES: Store.mu or ci.mu.
 func (ci *countIndex) bucketOf(key []byte) int {
-	return sort.Search(len(ci.bounds), func(i int) bool { return bytes.Compare(ci.bounds[i], key) > 0 }) - 1
+	lo, hi := 0, len(ci.bounds) // the first bound > key is in [lo, hi]
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if bytes.Compare(ci.bounds[m], key) > 0 {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo - 1
 }
 
-// build replaces the index with one walk of CFKV at revision rev, cutting a
-// bucket every target keys (live or not). REQUIRES: Store.mu held and no
-// pending group: the engine is exactly the state at rev.
+// build replaces the index with one walk of CFKV at revision rev.
+// REQUIRES: Store.mu held and no pending group: the engine is exactly the
+// state at rev.
 func (ci *countIndex) build(db *engine.DB, rev int64) error {
-	it, err := db.NewIterator(engine.CFKV, engine.IterOptions{NoFillCache: true})
+	bounds, live, err := ci.pieces(db, nil, nil)
 	if err != nil {
 		return err
 	}
+	bounds[0] = []byte{}
+	ci.mu.Lock()
+	ci.bounds, ci.live = bounds, live
+	ci.rev.Store(rev)
+	ci.mu.Unlock()
+	return nil
+}
+
+// pieces walks CFKV's [lower, upper) (nil: unbounded) and cuts it into
+// pieces of target live keys, the last one longer by less than a quarter
+// of the target rather than a short piece of its own. bounds[0] is lower;
+// each further bound is the first key of its piece. The walk classifies
+// keys in C, up to the next cut per cgo call.
+func (ci *countIndex) pieces(db *engine.DB, lower, upper []byte) (bounds [][]byte, live []int64, err error) {
+	it, err := db.NewIterator(engine.CFKV, engine.IterOptions{Lower: lower, Upper: upper, NoFillCache: true})
+	if err != nil {
+		return nil, nil, err
+	}
 	defer it.Close()
-	bounds := [][]byte{{}}
-	live := []int64{0}
-	valid := it.First()
-	for valid {
-		run := it.CountRun(&recordHeaderRule, math.MaxInt64, nil, ci.target)
-		live[len(live)-1] += int64(run.Live)
+	target := int64(ci.target)
+	bounds, live = [][]byte{lower}, []int64{0}
+	for valid := it.First(); valid; {
+		last := len(live) - 1
+		// At most target-live[last] keys: the run ends on the cut when
+		// they are all live, before it otherwise.
+		run := it.CountRun(&recordHeaderRule, math.MaxInt64, nil, int(target-live[last]))
+		live[last] += int64(run.Live)
 		switch run.Stop {
 		case engine.RunExhausted:
 			valid = false
 		case engine.RunMaxKeys:
 			valid = it.Valid()
-			if valid && live[len(live)-1] >= int64(ci.target) {
+			if valid && live[last] == target {
 				bounds = append(bounds, bytes.Clone(it.Key()))
 				live = append(live, 0)
 			}
 		default: // RunNewer cannot happen at MaxInt64
 			var h record
 			_, err := decodeRecordHeader(it.ValuePrefix(maxRecordHeaderBytes), &h)
-			return fmt.Errorf("mvcc: count index: kv %q (%s): %w", it.Key(), run.Stop, err)
+			return nil, nil, fmt.Errorf("mvcc: count index: kv %q (%s): %w", it.Key(), run.Stop, err)
 		}
 	}
 	if err := it.Error(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	ci.mu.Lock()
-	ci.bounds, ci.live = bounds, live
-	ci.rev.Store(rev)
-	ci.mu.Unlock()
-	return nil
+	if n := len(live); n > 1 && live[n-1] < ci.mergeBelow() {
+		live[n-2] += live[n-1]
+		live, bounds = live[:n-1], bounds[:n-1]
+	}
+	return bounds, live, nil
 }
 
 // apply adds deltas, recorded against the current layout, and moves the
@@ -198,44 +226,17 @@ func (ci *countIndex) rebalance(db *engine.DB) error {
 // split cuts bucket i into buckets of target live keys by walking its
 // keys. The walk's counts replace the bucket's. REQUIRES: as apply.
 func (ci *countIndex) split(db *engine.DB, i int) error {
-	opts := engine.IterOptions{Lower: ci.bounds[i], NoFillCache: true}
+	var upper []byte
 	if i+1 < len(ci.bounds) {
-		opts.Upper = ci.bounds[i+1]
+		upper = ci.bounds[i+1]
 	}
-	it, err := db.NewIterator(engine.CFKV, opts)
+	bounds, live, err := ci.pieces(db, ci.bounds[i], upper)
 	if err != nil {
 		return err
 	}
-	defer it.Close()
-	var (
-		bounds [][]byte
-		live   = []int64{0}
-		h      record
-	)
-	for ok := it.First(); ok; ok = it.Next() {
-		if _, err := decodeRecordHeader(it.ValuePrefix(maxRecordHeaderBytes), &h); err != nil {
-			return fmt.Errorf("mvcc: count index: kv %q: %w", it.Key(), err)
-		}
-		if h.tombstone {
-			continue
-		}
-		if live[len(live)-1] == int64(ci.target) {
-			bounds = append(bounds, bytes.Clone(it.Key()))
-			live = append(live, 0)
-		}
-		live[len(live)-1]++
-	}
-	if err := it.Error(); err != nil {
-		return err
-	}
-	if len(live) > 1 && live[len(live)-1] < ci.mergeBelow() {
-		// A short last piece joins the one before.
-		live[len(live)-2] += live[len(live)-1]
-		live, bounds = live[:len(live)-1], bounds[:len(bounds)-1]
-	}
 	ci.mu.Lock()
 	ci.live = append(ci.live[:i], append(live, ci.live[i+1:]...)...)
-	ci.bounds = append(ci.bounds[:i+1], append(bounds, ci.bounds[i+1:]...)...)
+	ci.bounds = append(ci.bounds[:i], append(bounds, ci.bounds[i+1:]...)...)
 	ci.mu.Unlock()
 	return nil
 }
