@@ -279,10 +279,12 @@ func widen(lo, hi *[]byte, k []byte) {
 func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 	var t touchedRanges
 	for {
+		start := time.Now()
 		done, err := s.compactBatch(target, &t)
 		if err != nil || done {
 			return t, err
 		}
+		pause := compactionPause(time.Since(start), s.cfg.CompactionBatchInterval, s.cfg.CompactionBusyPercent)
 		if failpoint.Enabled {
 			if err := failpoint.Inject(failpoint.CompactMid); err != nil {
 				return t, err
@@ -291,9 +293,17 @@ func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 		select {
 		case <-s.comp.stopc:
 			return t, errStopped
-		case <-time.After(s.cfg.CompactionBatchInterval):
+		case <-time.After(pause):
 		}
 	}
+}
+
+// compactionPause is the pause after a compaction batch that took busy:
+// at least interval, and long enough that batches take at most
+// busyPercent of the time, so that on a busy core a long compaction slows
+// writers by about that share instead of by as much as it can take.
+func compactionPause(busy, interval time.Duration, busyPercent int) time.Duration {
+	return max(interval, busy*time.Duration(100-busyPercent)/time.Duration(busyPercent))
 }
 
 // compactBatch processes up to CompactionBatchLimitRevs revisions from the

@@ -21,7 +21,7 @@ import (
 // fail.
 func TestConcurrentReadsDuringCompaction(t *testing.T) {
 	db := openEngine(t, t.TempDir())
-	s := openStore(t, db, Config{CompactionBatchLimitRevs: 4, CompactionBatchInterval: 1})
+	s := openStore(t, db, Config{CompactionBatchLimitRevs: 4, CompactionBatchInterval: 1, CompactionBusyPercent: 100})
 	defer func() {
 		s.Close()
 		db.Close()

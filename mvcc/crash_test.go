@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 }
 
 func crashCfg() Config {
-	return Config{CompactionBatchLimitRevs: 2, CompactionBatchInterval: time.Millisecond, MaxLeases: 3, CountIndexBucketKeys: 2}
+	return Config{CompactionBatchLimitRevs: 2, CompactionBatchInterval: time.Millisecond, CompactionBusyPercent: 100, MaxLeases: 3, CountIndexBucketKeys: 2}
 }
 
 // crashChild applies random operations until killed.

@@ -1,7 +1,9 @@
 package mvcc
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -48,5 +50,47 @@ func TestLoadRev(t *testing.T) {
 				t.Fatalf("Rev() = %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCompactionPause(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		busy, interval time.Duration
+		percent        int
+		want           time.Duration
+	}{
+		{busy: ms, interval: 10 * ms, percent: 10, want: 10 * ms},       // short batch: the interval
+		{busy: 5 * ms, interval: 10 * ms, percent: 10, want: 45 * ms},   // 5 of every 50 ms
+		{busy: 5 * ms, interval: 10 * ms, percent: 50, want: 10 * ms},   // 5 of 15 ms is under half
+		{busy: 20 * ms, interval: 10 * ms, percent: 50, want: 20 * ms},  // half
+		{busy: 20 * ms, interval: 10 * ms, percent: 100, want: 10 * ms}, // no bound but the interval
+		{busy: 0, interval: 0, percent: 10, want: 0},
+	} {
+		if got := compactionPause(tc.busy, tc.interval, tc.percent); got != tc.want {
+			t.Errorf("compactionPause(%s, %s, %d) = %s, want %s", tc.busy, tc.interval, tc.percent, got, tc.want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string // "" valid; else a substring of the error
+	}{
+		{Config{}, ""},
+		{Config{CountIndexBucketKeys: -1}, ""},
+		{Config{CompactionBusyPercent: 100}, ""},
+		{Config{CompactionBusyPercent: 101}, "CompactionBusyPercent 101"},
+		{Config{CompactionBusyPercent: -5}, "CompactionBusyPercent -5"},
+		{Config{CompactionBatchLimitRevs: -1, MaxLeases: -1}, "MaxLeases -1"},
+	} {
+		err := tc.cfg.WithDefaults().Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v: %v", tc.cfg, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%+v: error %v, want one containing %q", tc.cfg, err, tc.want)
+		}
 	}
 }
