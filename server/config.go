@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/metastore/metastore/mvcc"
 	"github.com/metastore/metastore/tuning"
 )
 
@@ -116,6 +117,18 @@ type Config struct {
 	LeaseCheckInterval time.Duration
 	// MaxLeases bounds the number of leases. Default 1,000,000.
 	MaxLeases int
+	// CompactionBatchLimit, CompactionSleepInterval and
+	// CompactionBusyPercent pace the background compaction
+	// (mvcc.Config: revisions per batch, the least pause between
+	// batches, the largest share of time batches take). Defaults 1000,
+	// 10ms (etcd's) and 10.
+	CompactionBatchLimit    int
+	CompactionSleepInterval time.Duration
+	CompactionBusyPercent   int
+	// CountIndexBucketKeys is the bucket size of the count index that
+	// makes the count of a large range cheap (mvcc.Config); -1 disables
+	// it. Default 1024.
+	CountIndexBucketKeys int
 	// SnapshotChunkBytes is the chunk size of snapshots streamed to
 	// followers (--snapshot-chunk-bytes). Default 1 MiB.
 	SnapshotChunkBytes int
@@ -215,6 +228,10 @@ func DefaultConfig() Config {
 		LeaseCheckpointInterval:  5 * time.Minute,
 		LeaseCheckInterval:       500 * time.Millisecond,
 		MaxLeases:                1_000_000,
+		CompactionBatchLimit:     mvcc.DefaultCompactionBatchLimitRevs,
+		CompactionSleepInterval:  mvcc.DefaultCompactionBatchInterval,
+		CompactionBusyPercent:    mvcc.DefaultCompactionBusyPercent,
+		CountIndexBucketKeys:     mvcc.DefaultCountIndexBucketKeys,
 		SnapshotChunkBytes:       1 << 20,
 		Engine:                   tuning.Default(),
 		Metrics:                  "basic",
@@ -343,6 +360,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxLeases <= 0 {
 		bad("max leases must be positive")
+	}
+	if c.CompactionBatchLimit < 1 {
+		bad("--compaction-batch-limit %d must be positive", c.CompactionBatchLimit)
+	}
+	if c.CompactionSleepInterval < 0 {
+		bad("--compaction-sleep-interval %s must not be negative", c.CompactionSleepInterval)
+	}
+	if c.CompactionBusyPercent < 1 || c.CompactionBusyPercent > 100 {
+		bad("--compaction-busy-percent %d must be between 1 and 100", c.CompactionBusyPercent)
+	}
+	if c.CountIndexBucketKeys == 0 || c.CountIndexBucketKeys < -1 {
+		bad("--count-index-bucket-keys %d must be positive, or -1 to disable the index", c.CountIndexBucketKeys)
 	}
 	if c.LeaseCheckInterval <= 0 || c.LeaseCheckpointInterval <= 0 {
 		bad("lease check and checkpoint intervals must be positive")

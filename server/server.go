@@ -132,7 +132,12 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.db, err = engine.Open(filepath.Join(dir, "engine"), cfg.Engine); err != nil {
 		return nil, damagedEngineError("data engine", err) // walerror.go
 	}
-	mcfg := mvcc.Config{MaxLeases: cfg.MaxLeases}
+	mcfg := mvcc.Config{MaxLeases: cfg.MaxLeases, CompactionBatchLimitRevs: cfg.CompactionBatchLimit,
+		CompactionBatchInterval: cfg.CompactionSleepInterval, CompactionBusyPercent: cfg.CompactionBusyPercent,
+		CountIndexBucketKeys: cfg.CountIndexBucketKeys}
+	if mcfg.CompactionBatchInterval == 0 {
+		mcfg.CompactionBatchInterval = 1 // mvcc reads 0 as its default; the operator asked for no sleep
+	}
 	restoredDir, err := resumeRestore(s.db)
 	if err != nil {
 		return nil, err

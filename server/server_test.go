@@ -239,11 +239,15 @@ func TestConfigValidateReportsEveryViolation(t *testing.T) {
 	cfg.ElectionTimeout = 200 * time.Millisecond
 	cfg.MaxTxnOps = 0
 	cfg.AutoCompactionMode = "sometimes"
+	cfg.CompactionBatchLimit = 0
+	cfg.CompactionBusyPercent = 101
+	cfg.CountIndexBucketKeys = 0
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--initial-cluster-state", "--election-timeout", "--max-txn-ops", "--auto-compaction-mode"} {
+	for _, want := range []string{"--initial-cluster-state", "--election-timeout", "--max-txn-ops", "--auto-compaction-mode",
+		"--compaction-batch-limit", "--compaction-busy-percent", "--count-index-bucket-keys"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("violation %s not reported in:\n%v", want, err)
 		}
