@@ -1,6 +1,7 @@
 // Package mvcc is etcd's multi-version key-value store (revisions, MVCC
 // key-values, txns, compaction, the watch event feed and leases' key
-// attachments) on the engine, with no in-memory index of the keys: it is
+// attachments) on the engine, with no in-memory index of the keys (only
+// live-key counts per bucket of about 1,024 keys): it is
 // built for key spaces much larger than memory. Requests and responses are
 // etcd's protobuf types, and every answer matches etcd v3.6's
 // (server/etcdserver/txn and server/storage/mvcc), quirks included.
@@ -77,6 +78,13 @@
 //     supersedes it; only the compactor deletes versions, and only ones no
 //     read at or above the compaction revision needs (compact.go).
 //   - Lease attachments equal the set of live keys carrying each lease.
+//
+// # Count index
+//
+// The only in-memory structure over the keys: live-key counts per bucket
+// of about 1,024 keys, so the count every range returns costs two bucket
+// walks, a sum and a correction from the events instead of a walk of the
+// whole range (countindex.go).
 //
 // # Locks
 //
