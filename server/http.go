@@ -90,7 +90,7 @@ func (o *observability) leave() { o.gate.RUnlock() }
 func (s *Server) serveClientListeners() error {
 	o := s.obs
 	o.metrics.registerMemberID(s.memberID)
-	o.metrics.grpc.InitializeMetrics(s.grpc)
+	o.metrics.grpc.initialize(s.grpc)
 
 	mux := http.NewServeMux()
 	o.handleMetricsAndHealth(mux)

@@ -10,13 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
 
 	"github.com/metastore/metastore/engine"
 	"github.com/metastore/metastore/raftlog"
@@ -64,7 +62,7 @@ const (
 // update directly are here; the rest are read at scrape time.
 type serverMetrics struct {
 	reg  *prometheus.Registry
-	grpc *grpcprom.ServerMetrics
+	grpc *grpcServerMetrics // grpcmetrics.go
 
 	leaderChanges         prometheus.Counter
 	heartbeatSendFailures prometheus.Counter
@@ -90,11 +88,7 @@ type serverMetrics struct {
 
 func newServerMetrics(s *Server) *serverMetrics {
 	m := &serverMetrics{reg: prometheus.NewRegistry()}
-	var gopts []grpcprom.ServerMetricsOption
-	if s.cfg.Metrics == MetricsExtensive {
-		gopts = append(gopts, grpcprom.WithServerHandlingTimeHistogram())
-	}
-	m.grpc = grpcprom.NewServerMetrics(gopts...)
+	m.grpc = newGRPCServerMetrics(s.cfg.Metrics == MetricsExtensive)
 
 	counter := func(ns, sub, name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
@@ -487,46 +481,48 @@ func responseSize(resp any) string {
 	return fmt.Sprintf("size:%d", r.Size())
 }
 
-// metricsServerOptions are the gRPC server options of the metrics: etcd's
-// grpc_server_* interceptors, the read-only request timing that logs slow
-// reads as etcd's KV server does, and the client byte counters. grpc.go
-// appends them to its own.
+// metricsServerOptions are the gRPC server options of the metrics: the
+// client byte counters (counted by the codec, as etcd's codec counts them:
+// codec.go). grpc.go appends them to its own; its interceptors keep the
+// grpc_server_* metrics and observe reads (observeRead).
 func (s *Server) metricsServerOptions() []grpc.ServerOption {
-	m := s.obs.metrics
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), s.readObserver),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
-		grpc.StatsHandler(clientBytesHandler{m}),
+		grpc.ForceServerCodecV2(newClientCodec(s.obs.metrics)),
 	}
 }
 
-// readObserver counts ranges and logs slow read-only requests with etcd's
-// "read-only range " and "read-only txn " prefixes (etcd's v3_server.go
-// Range and Txn). Writes are counted and logged where they are applied
-// (applyObserved), on every member, as in etcd.
-func (s *Server) readObserver(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+// isObservedRead reports whether req is a read-only request observeRead
+// counts and times: a range, or a txn that writes nothing.
+func isObservedRead(req any) bool {
 	switch r := req.(type) {
 	case *pb.RangeRequest:
-		start := time.Now()
-		resp, err := h(ctx, req)
+		return true
+	case *pb.TxnRequest:
+		return isTxnReadOnly(r)
+	}
+	return false
+}
+
+// observeRead counts ranges and logs slow read-only requests with etcd's
+// "read-only range " and "read-only txn " prefixes (etcd's v3_server.go
+// Range and Txn) once they were served (took). Writes are counted and
+// logged where they are applied (applyObserved), on every member, as in
+// etcd.
+func (s *Server) observeRead(req, resp any, err error, took time.Duration) {
+	switch r := req.(type) {
+	case *pb.RangeRequest:
 		s.obs.metrics.rangeCounter.Inc()
-		if took := time.Since(start); took > s.cfg.WarningApplyDuration {
+		if took > s.cfg.WarningApplyDuration {
 			var text string
 			if rr, _ := resp.(*pb.RangeResponse); rr != nil {
 				text = fmt.Sprintf("range_response_count:%d size:%d", len(rr.Kvs), rr.Size())
 			}
 			s.warnOfExpensiveRequest(took, "read-only range ", r, text, err)
 		}
-		return resp, err
 	case *pb.TxnRequest:
-		if !isTxnReadOnly(r) {
-			return h(ctx, req)
-		}
-		start := time.Now()
-		resp, err := h(ctx, req)
 		tr, _ := resp.(*pb.TxnResponse)
 		s.obs.metrics.countTxn(r, tr)
-		if took := time.Since(start); took > s.cfg.WarningApplyDuration {
+		if took > s.cfg.WarningApplyDuration {
 			var text string
 			if tr != nil {
 				var parts []string
@@ -539,33 +535,8 @@ func (s *Server) readObserver(ctx context.Context, req any, info *grpc.UnaryServ
 			}
 			s.warnOfExpensiveRequest(took, "read-only txn ", pb.NewLoggableTxnRequest(r), text, err)
 		}
-		return resp, err
-	}
-	return h(ctx, req)
-}
-
-// clientBytesHandler counts gRPC payload bytes as etcd's codec does
-// (etcd_network_client_grpc_{sent,received}_bytes_total).
-type clientBytesHandler struct{ m *serverMetrics }
-
-func (h clientBytesHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
-	return ctx
-}
-
-func (h clientBytesHandler) HandleRPC(_ context.Context, st stats.RPCStats) {
-	switch p := st.(type) {
-	case *stats.InPayload:
-		h.m.clientReceivedBytes.Add(float64(p.Length))
-	case *stats.OutPayload:
-		h.m.clientSentBytes.Add(float64(p.Length))
 	}
 }
-
-func (h clientBytesHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
-	return ctx
-}
-
-func (h clientBytesHandler) HandleConn(context.Context, stats.ConnStats) {}
 
 // countKeys counts the live keys (etcd_debugging_mvcc_keys_total): one
 // scan of the latest versions.
