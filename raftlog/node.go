@@ -34,13 +34,13 @@ type Node struct {
 
 	// Raft goroutine only.
 	rn         *raft.RawNode
-	propBatch  []*proposal
+	propBatch  []proposal
 	confHist   []indexedConfState
 	confWaits  map[string][]chan error
 	isLeader   bool
 	lastLeader uint64
 
-	propc   chan *proposal
+	propc   chan proposal
 	pending atomic.Int64 // proposals in propc
 	recvc   chan raftpb.Message
 	ctrlc   chan func()
@@ -63,10 +63,13 @@ type Node struct {
 	ctr       nodeCounters
 }
 
-// proposal is one Propose call waiting for raft to accept its entry.
+// proposal is one Propose or ProposeAsync call: raft's answer goes to
+// done (cap >= 1). A synchronous Propose waits there for it whatever it
+// is; ProposeAsync's caller hears only of a refusal (async).
 type proposal struct {
-	data []byte
-	done chan error // cap 1
+	data  []byte
+	done  chan<- error
+	async bool
 }
 
 // indexedConfState is the ConfState in effect from index on.
@@ -156,7 +159,7 @@ func StartNode(cfg Config, st *Storage, tr Transport, app Applier, peers []Peer,
 		rn:        rn,
 		confHist:  []indexedConfState{{snap.Metadata.Index, cs}},
 		confWaits: make(map[string][]chan error),
-		propc:     make(chan *proposal, cfg.MaxPendingProposals),
+		propc:     make(chan proposal, cfg.MaxPendingProposals),
 		recvc:     make(chan raftpb.Message, recvQueueMsgs),
 		ctrlc:     make(chan func(), ctrlQueueOps),
 		applyc:    make(chan applyTask, applyQueueReadies),
@@ -240,16 +243,18 @@ func (n *Node) step(m raftpb.Message) {
 // forwards them as one message. The batch ends at MaxProposalBatch
 // proposals, or once its data reaches MaxProposalBatchBytes (so it exceeds
 // that by less than one proposal).
-func (n *Node) propose(first *proposal) {
+func (n *Node) propose(first proposal) {
 	batch := append(n.propBatch[:0], first)
 	size := uint64(len(first.data))
 	for len(batch) < n.cfg.MaxProposalBatch && size < n.cfg.MaxProposalBatchBytes {
-		var p *proposal
+		var p proposal
+		more := false
 		select {
 		case p = <-n.propc:
+			more = true
 		default:
 		}
-		if p == nil {
+		if !more {
 			break
 		}
 		batch = append(batch, p)
@@ -257,16 +262,18 @@ func (n *Node) propose(first *proposal) {
 	}
 	n.pending.Add(-int64(len(batch)))
 	ents := make([]raftpb.Entry, len(batch))
-	for i, p := range batch {
-		ents[i].Data = p.data
+	for i := range batch {
+		ents[i].Data = batch[i].data
 	}
 	err := n.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: n.cfg.ID, Entries: ents})
 	err = n.proposeError(err)
 	n.ctr.proposals.add(uint64(len(ents)))
 	n.ctr.proposalBatches.add(1)
-	for i, p := range batch {
-		p.done <- err
-		batch[i] = nil
+	for i := range batch {
+		if p := &batch[i]; (err != nil || !p.async) && p.done != nil {
+			p.done <- err
+		}
+		batch[i] = proposal{}
 	}
 	n.propBatch = batch[:0]
 }
@@ -638,6 +645,39 @@ func (n *Node) apply(t applyTask) {
 // ErrNoLeader, ErrProposalDropped (e.g. during a leadership transfer),
 // ErrStopped, or ctx's error.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
+	done := make(chan error, 1)
+	if err := n.enqueueProposal(ctx, proposal{data: data, done: done}); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrStopped
+	}
+}
+
+// ProposeAsync is Propose without the wait for raft to take the entry: it
+// returns once the proposal is queued (or with Propose's errors if it
+// cannot be), and raft's refusal, if it refuses the entry, arrives later
+// on refused, which must have room for it (a buffered channel of its
+// own). An entry raft takes sends nothing there: its caller learns of the
+// commit from its Applier, as with Propose, and so waits for the Applier,
+// refused, its deadline and Done. It spares the caller a wake-up per
+// proposal, which a busy member pays on every write.
+func (n *Node) ProposeAsync(ctx context.Context, data []byte, refused chan<- error) error {
+	return n.enqueueProposal(ctx, proposal{data: data, done: refused, async: true})
+}
+
+// enqueueProposal queues p for the raft goroutine, or refuses it.
+func (n *Node) enqueueProposal(ctx context.Context, p proposal) error {
+	select {
+	case <-n.stopc:
+		return ErrStopped // else the select below may queue it in a dead channel
+	default:
+	}
 	if c, a := n.committed.Load(), n.applied.applied(); c > a+n.cfg.MaxApplyGapEntries {
 		n.ctr.proposalsRejected.add(1)
 		return ErrTooManyRequests
@@ -647,9 +687,9 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 		n.ctr.proposalsRejected.add(1)
 		return ErrTooManyRequests
 	}
-	p := &proposal{data: data, done: make(chan error, 1)}
 	select {
 	case n.propc <- p:
+		return nil
 	case <-ctx.Done():
 		n.pending.Add(-1)
 		return ctx.Err()
@@ -657,15 +697,11 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 		n.pending.Add(-1)
 		return ErrStopped
 	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.done:
-		return ErrStopped
-	}
 }
+
+// Done is closed once the node's raft goroutine has exited (Stop): a
+// proposal queued by ProposeAsync and not yet answered will never be.
+func (n *Node) Done() <-chan struct{} { return n.done }
 
 // ReadIndex returns an index such that a read served from the state
 // machine once it has applied that index (WaitApplied) is linearizable.

@@ -591,3 +591,68 @@ func TestProposalBatchBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestProposeAsync: entries raft takes are applied and send nothing on
+// their refusal channel; an entry raft refuses (a member that knows no
+// leader) gets its error there, and a stopped node refuses at once.
+func TestProposeAsync(t *testing.T) {
+	c := newCluster(t, 3, testConfig())
+	l := c.waitLeader()
+	const n = 50
+	refused := make([]chan error, n)
+	for i := range n {
+		refused[i] = make(chan error, 1)
+		if err := l.node.ProposeAsync(context.Background(), []byte(fmt.Sprintf("a%02d=%d", i, i)), refused[i]); err != nil {
+			t.Fatalf("ProposeAsync %d: %v", i, err)
+		}
+	}
+	c.eventually(10*time.Second, "the async proposals to apply", func() bool {
+		st := l.app.state()
+		for i := range n {
+			if st[fmt.Sprintf("a%02d", i)] != fmt.Sprint(i) {
+				return false
+			}
+		}
+		return true
+	})
+	for i, ch := range refused {
+		select {
+		case err := <-ch:
+			t.Fatalf("proposal %d was applied, yet refused: %v", i, err)
+		default:
+		}
+	}
+
+	var f *member
+	for _, id := range running(c) {
+		if id != l.id {
+			f = c.members[id]
+			break
+		}
+	}
+	c.nw.isolate(f.id)
+	c.eventually(10*time.Second, "the isolated follower to lose its leader", func() bool { return f.node.Leader() == 0 })
+	ch := make(chan error, 1)
+	if err := f.node.ProposeAsync(context.Background(), []byte("lost=1"), ch); err != nil {
+		t.Fatalf("ProposeAsync on a member without leader: %v (want the refusal on the channel)", err)
+	}
+	select {
+	case err := <-ch:
+		if !errors.Is(err, ErrNoLeader) {
+			t.Fatalf("refusal %v, want ErrNoLeader", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no refusal for a proposal to a member without leader")
+	}
+	c.nw.heal()
+
+	c.stop(f.id)
+	select {
+	case <-f.node.Done():
+	default:
+		t.Fatal("Done not closed after Stop")
+	}
+	if err := f.node.ProposeAsync(context.Background(), []byte("x=1"), make(chan error, 1)); !errors.Is(err, ErrStopped) {
+		t.Fatalf("ProposeAsync after Stop: %v, want ErrStopped", err)
+	}
+}

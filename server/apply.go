@@ -280,7 +280,9 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cs raftpb.ConfState) {
 	}
 }
 
-// propose replicates r through raft and waits for its apply result.
+// propose replicates r through raft and waits for its apply result, at
+// most RequestTimeout (context.DeadlineExceeded after it, as a context
+// with that timeout would say).
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ any, err error) {
 	id := s.ids.next()
 	r.Header = &pb.RequestHeader{ID: id}
@@ -294,17 +296,27 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ any,
 	if len(data) > s.cfg.MaxRequestBytes {
 		return nil, errRequestTooLarge
 	}
-	ch := s.waits.Register(id)
-	defer s.obs.metrics.trackProposal()(&err) // proposals_pending, proposals_failed_total
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	if err := s.node.Propose(ctx, data); err != nil {
+	m := s.obs.metrics
+	m.proposalStarted()
+	defer m.proposalDone(&err) // proposals_pending, proposals_failed_total
+	w := getWaiter()
+	s.waits.register(id, w.res)
+	if err := s.node.ProposeAsync(ctx, data, w.refused); err != nil {
 		s.waits.Cancel(id)
+		putWaiter(w) // raft never saw it: nothing will be sent on it
 		return nil, err
 	}
+	timeout := w.startTimer(s.cfg.RequestTimeout)
 	select {
-	case res := <-ch:
+	case res := <-w.res:
+		putWaiter(w)
 		return res.resp, res.err
+	case err := <-w.refused:
+		s.waits.Cancel(id)
+		return nil, err
+	case <-timeout:
+		s.waits.Cancel(id)
+		return nil, context.DeadlineExceeded
 	case <-ctx.Done():
 		s.waits.Cancel(id)
 		return nil, ctx.Err()

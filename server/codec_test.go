@@ -170,3 +170,26 @@ func seriesCount(c prometheus.Collector) int {
 	}
 	return n
 }
+
+// TestWaiterTimerReuse: a reused waiter's deadline starts afresh; neither a
+// tick taken before nor one stopped before it was due reaches the next
+// proposal.
+func TestWaiterTimerReuse(t *testing.T) {
+	w := &waiter{res: make(chan result, 1), refused: make(chan error, 1)}
+	<-w.startTimer(time.Millisecond) // fired and taken
+	w.timer.Stop()
+	ch := w.startTimer(time.Hour)
+	time.Sleep(5 * time.Millisecond)
+	select {
+	case <-ch:
+		t.Fatal("a reused waiter's deadline fired at once")
+	default:
+	}
+	w.timer.Stop() // stopped before it was due
+	ch = w.startTimer(20 * time.Millisecond)
+	start := time.Now()
+	<-ch
+	if took := time.Since(start); took < 15*time.Millisecond {
+		t.Fatalf("deadline fired after %v, want about 20ms", took)
+	}
+}

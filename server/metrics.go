@@ -353,19 +353,20 @@ func (m *serverMetrics) observeWALFsync(took time.Duration) {
 	m.walFsyncSec.Observe(took.Seconds())
 }
 
-// trackProposal counts one proposal as pending until the returned function
-// runs with its outcome. A proposal fails, as in etcd, when raft refuses it
-// or it times out or is canceled before it is applied; an error the apply
+// proposalStarted counts one proposal as pending until proposalDone runs
+// with its outcome. A proposal fails, as in etcd, when raft refuses it or
+// it times out or is canceled before it is applied; an error the apply
 // itself returned (a compacted revision, a missing lease) is a success.
 //
-//	defer s.obs.metrics.trackProposal()(&err)
-func (m *serverMetrics) trackProposal() func(*error) {
-	m.proposalsPending.Inc()
-	return func(err *error) {
-		m.proposalsPending.Dec()
-		if *err != nil && isProposalFailure(*err) {
-			m.proposalsFailed.Inc()
-		}
+//	s.obs.metrics.proposalStarted()
+//	defer s.obs.metrics.proposalDone(&err)
+func (m *serverMetrics) proposalStarted() { m.proposalsPending.Inc() }
+
+// proposalDone ends what proposalStarted began.
+func (m *serverMetrics) proposalDone(err *error) {
+	m.proposalsPending.Dec()
+	if *err != nil && isProposalFailure(*err) {
+		m.proposalsFailed.Inc()
 	}
 }
 

@@ -63,12 +63,17 @@ func newWaitRegistry() *waitRegistry {
 
 // Register returns the channel on which id's result will arrive.
 func (w *waitRegistry) Register(id uint64) <-chan result {
-	s := &w.shards[id%waitShards]
 	ch := make(chan result, 1)
+	w.register(id, ch)
+	return ch
+}
+
+// register has id's result sent on ch, which must have room for it.
+func (w *waitRegistry) register(id uint64, ch chan result) {
+	s := &w.shards[id%waitShards]
 	s.Lock()
 	s.m[id] = ch
 	s.Unlock()
-	return ch
 }
 
 // Trigger delivers r to id's waiter, if it is still waiting.
@@ -89,4 +94,42 @@ func (w *waitRegistry) Cancel(id uint64) {
 	s.Lock()
 	delete(s.m, id)
 	s.Unlock()
+}
+
+// waiter is what one proposal waits on (Server.propose): its result
+// (registered in the waitRegistry), raft's refusal (raftlog's
+// ProposeAsync) and its deadline. Waiters are reused, but only once the
+// result was taken: then neither the apply goroutine (which sent it, once)
+// nor raft (which took the entry, so refuses nothing) holds them any more.
+// A waiter given up on (refused, timed out, canceled) is left to the GC,
+// as a late send may still reach it.
+type waiter struct {
+	res     chan result // cap 1: Trigger never blocks
+	refused chan error  // cap 1: raft's refusal
+	timer   *time.Timer
+}
+
+var waiterPool = sync.Pool{New: func() any {
+	return &waiter{res: make(chan result, 1), refused: make(chan error, 1)}
+}}
+
+func getWaiter() *waiter { return waiterPool.Get().(*waiter) }
+
+// putWaiter returns w to the pool. REQUIRES: nothing is or will be sent on
+// w's channels, and both are empty.
+func putWaiter(w *waiter) {
+	if w.timer != nil {
+		w.timer.Stop() // after Stop no stale tick is received (Go 1.23 timers)
+	}
+	waiterPool.Put(w)
+}
+
+// startTimer starts w's deadline d from now and returns its channel.
+func (w *waiter) startTimer(d time.Duration) <-chan time.Time {
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	return w.timer.C
 }
