@@ -50,7 +50,7 @@ func Default() Options {
 		MaxBytesForLevelBaseBytes:      256 << 20,
 		DynamicLevelBytes:              true,
 		Compression:                    CompressionLZ4,
-		BottommostCompression:          CompressionZSTD,
+		BottommostCompression:          CompressionLZ4,
 		UncompressedLevels:             1,
 		MaxOpenFiles:                   -1,
 		BytesPerSync:                   1 << 20,
