@@ -40,12 +40,28 @@ const maxSendMsgBytes = math.MaxInt32
 // idle goroutines kept (8 KiB stacks and up, each).
 const grpcStreamWorkers = 128
 
+// minStreamWindowBytes is the least receive window of a client stream.
+const minStreamWindowBytes = 1 << 20
+
+// streamWindowBytes is the receive window of a client stream: room for the
+// largest request and gRPC's framing, at least minStreamWindowBytes.
+func (s *Server) streamWindowBytes() int32 {
+	return int32(min(max(int64(s.cfg.MaxRequestBytes)+grpcOverheadBytes, minStreamWindowBytes), math.MaxInt32/2))
+}
+
 func (s *Server) newGRPCServer() *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(maxSendMsgBytes),
 		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
 		grpc.NumStreamWorkers(grpcStreamWorkers),
+		// Fixed receive windows: with gRPC's dynamic ones (BDP estimation)
+		// the server pings every connection once per round trip while
+		// requests arrive, close to a ping and its ack per put under load.
+		// A stream's window holds the largest request, so none waits for a
+		// window update.
+		grpc.StaticStreamWindowSize(s.streamWindowBytes()),
+		grpc.StaticConnWindowSize(2 * s.streamWindowBytes()),
 		// One interceptor of each kind, each doing the work of a chain
 		// (recovery, metrics, audit, auth): gRPC's chains allocate a
 		// closure per interceptor per call.

@@ -337,6 +337,12 @@ func (s *Server) dispatchRevision(rev int64, evs []mvccpb.Event) {
 // watcher; a watcher whose stream queue is full becomes unsynced at rev.
 // REQUIRES: s.mu held.
 func (s *Server) dispatchLocked(rev int64, evs []mvccpb.Event) {
+	if s.mu.synced.size() == 0 {
+		// Nobody to offer it to: skip the matching, whose callback costs
+		// an allocation per event (every put pays for this).
+		s.mu.dispatchedRev = rev
+		return
+	}
 	touched := s.mu.touched[:0]
 	for i := range evs {
 		s.mu.synced.match(evs[i].Kv.Key, func(g *keyGroup) {
