@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -399,5 +400,78 @@ func TestSpaceAfterCompaction(t *testing.T) {
 	t.Logf("%d keys x 10 overwrites: live SST %d bytes, %.3f x one copy", n, live, ratio)
 	if ratio > 1.5 {
 		t.Fatalf("live SST bytes %.3f x one copy, want <= 1.5", ratio)
+	}
+}
+
+// BenchmarkGetAtScale is a point get of a random key among
+// MVCC_SCALE_KEYS keys (default 1M) of 16 bytes with 256-byte values that
+// compress as bench-scale's do (one printable pseudo-random value for all
+// keys), loaded in txns of 128 puts and compacted into the bottommost
+// level, where a large store's keys are: with more keys than the block
+// cache holds, most gets read and decompress a data block. Engine options
+// over the default preset come from MVCC_ENGINE_OPTIONS ("key=value,..."),
+// e.g.
+//
+//	MVCC_SCALE_KEYS=5000000 MVCC_ENGINE_OPTIONS=bottommost-compression=zstd \
+//	  go test -run '^$' -bench GetAtScale -benchtime 500000x ./mvcc
+func BenchmarkGetAtScale(b *testing.B) {
+	n := envInt("MVCC_SCALE_KEYS", 1_000_000)
+	o := tuning.Default()
+	if text := os.Getenv("MVCC_ENGINE_OPTIONS"); text != "" {
+		var err error
+		if o, err = tuning.Parse(strings.ReplaceAll(text, ",", "\n")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	o.Statistics = false
+	db, err := engine.Open(b.TempDir(), o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(db, Config{}, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { s.Close(); db.Close() }()
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	rnd := rand.New(rand.NewSource(1))
+	val := make([]byte, benchValueBytes)
+	for i := range val {
+		val[i] = alphabet[rnd.Intn(len(alphabet))]
+	}
+	key := func(i int) []byte { return []byte(fmt.Sprintf("%016d", i)) }
+	idx := s.AppliedIndex()
+	for i := 0; i < n; i += 128 {
+		t := &pb.TxnRequest{}
+		for j := i; j < min(i+128, n); j++ {
+			t.Success = append(t.Success, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{
+				RequestPut: &pb.PutRequest{Key: key(j), Value: val}}})
+		}
+		idx++
+		if _, err := s.Txn(idx, t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.CompactRange(engine.CFKV, nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	get := func() {
+		resp, err := s.Range(ctx, &pb.RangeRequest{Key: key(rnd.Intn(n))})
+		if err != nil || len(resp.Kvs) != 1 {
+			b.Fatal(err, resp)
+		}
+	}
+	for i := 0; i < min(n, 200_000); i++ { // warm the caches
+		get()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer startCPU(b)()
+	for i := 0; i < b.N; i++ {
+		get()
 	}
 }
