@@ -64,12 +64,12 @@ type Node struct {
 }
 
 // proposal is one Propose or ProposeAsync call: raft's answer goes to
-// done (cap >= 1). A synchronous Propose waits there for it whatever it
-// is; ProposeAsync's caller hears only of a refusal (async).
+// done (cap >= 1), where a synchronous Propose waits for it; the caller of
+// ProposeAsync hears only of a refusal, through refused.
 type proposal struct {
-	data  []byte
-	done  chan<- error
-	async bool
+	data    []byte
+	done    chan<- error
+	refused func(error)
 }
 
 // indexedConfState is the ConfState in effect from index on.
@@ -270,8 +270,11 @@ func (n *Node) propose(first proposal) {
 	n.ctr.proposals.add(uint64(len(ents)))
 	n.ctr.proposalBatches.add(1)
 	for i := range batch {
-		if p := &batch[i]; (err != nil || !p.async) && p.done != nil {
+		switch p := &batch[i]; {
+		case p.done != nil:
 			p.done <- err
+		case err != nil && p.refused != nil:
+			p.refused(err)
 		}
 		batch[i] = proposal{}
 	}
@@ -661,14 +664,14 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 
 // ProposeAsync is Propose without the wait for raft to take the entry: it
 // returns once the proposal is queued (or with Propose's errors if it
-// cannot be), and raft's refusal, if it refuses the entry, arrives later
-// on refused, which must have room for it (a buffered channel of its
-// own). An entry raft takes sends nothing there: its caller learns of the
-// commit from its Applier, as with Propose, and so waits for the Applier,
-// refused, its deadline and Done. It spares the caller a wake-up per
-// proposal, which a busy member pays on every write.
-func (n *Node) ProposeAsync(ctx context.Context, data []byte, refused chan<- error) error {
-	return n.enqueueProposal(ctx, proposal{data: data, done: refused, async: true})
+// cannot be), and if raft then refuses the entry, refused is called with
+// the error, on the raft goroutine: it must not block. An entry raft takes
+// calls nothing: its caller learns of the commit from its Applier, as with
+// Propose, and so waits for the Applier, the refusal, its deadline or
+// Done. It spares the caller a wake-up per proposal, which a busy member
+// pays on every write.
+func (n *Node) ProposeAsync(ctx context.Context, data []byte, refused func(error)) error {
+	return n.enqueueProposal(ctx, proposal{data: data, refused: refused})
 }
 
 // enqueueProposal queues p for the raft goroutine, or refuses it.

@@ -602,7 +602,8 @@ func TestProposeAsync(t *testing.T) {
 	refused := make([]chan error, n)
 	for i := range n {
 		refused[i] = make(chan error, 1)
-		if err := l.node.ProposeAsync(context.Background(), []byte(fmt.Sprintf("a%02d=%d", i, i)), refused[i]); err != nil {
+		ch := refused[i]
+		if err := l.node.ProposeAsync(context.Background(), []byte(fmt.Sprintf("a%02d=%d", i, i)), func(err error) { ch <- err }); err != nil {
 			t.Fatalf("ProposeAsync %d: %v", i, err)
 		}
 	}
@@ -633,7 +634,7 @@ func TestProposeAsync(t *testing.T) {
 	c.nw.isolate(f.id)
 	c.eventually(10*time.Second, "the isolated follower to lose its leader", func() bool { return f.node.Leader() == 0 })
 	ch := make(chan error, 1)
-	if err := f.node.ProposeAsync(context.Background(), []byte("lost=1"), ch); err != nil {
+	if err := f.node.ProposeAsync(context.Background(), []byte("lost=1"), func(err error) { ch <- err }); err != nil {
 		t.Fatalf("ProposeAsync on a member without leader: %v (want the refusal on the channel)", err)
 	}
 	select {
@@ -652,7 +653,7 @@ func TestProposeAsync(t *testing.T) {
 	default:
 		t.Fatal("Done not closed after Stop")
 	}
-	if err := f.node.ProposeAsync(context.Background(), []byte("x=1"), make(chan error, 1)); !errors.Is(err, ErrStopped) {
+	if err := f.node.ProposeAsync(context.Background(), []byte("x=1"), func(error) { t.Error("refused after Stop") }); !errors.Is(err, ErrStopped) {
 		t.Fatalf("ProposeAsync after Stop: %v, want ErrStopped", err)
 	}
 }

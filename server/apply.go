@@ -282,7 +282,7 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cs raftpb.ConfState) {
 
 // propose replicates r through raft and waits for its apply result, at
 // most RequestTimeout (context.DeadlineExceeded after it, as a context
-// with that timeout would say).
+// with that timeout would say), or errStopped once the member stops.
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ any, err error) {
 	id := s.ids.next()
 	r.Header = &pb.RequestHeader{ID: id}
@@ -299,29 +299,23 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ any,
 	m := s.obs.metrics
 	m.proposalStarted()
 	defer m.proposalDone(&err) // proposals_pending, proposals_failed_total
-	w := getWaiter()
-	s.waits.register(id, w.res)
-	if err := s.node.ProposeAsync(ctx, data, w.refused); err != nil {
-		s.waits.Cancel(id)
-		putWaiter(w) // raft never saw it: nothing will be sent on it
+	w := s.getWaiter(id)
+	if err := s.node.ProposeAsync(ctx, data, w.refuse); err != nil {
+		if s.waits.Cancel(id) {
+			s.putWaiter(w) // raft never saw it: nothing will be sent on it
+		}
 		return nil, err
 	}
-	timeout := w.startTimer(s.cfg.RequestTimeout)
+	w.timer.Reset(s.cfg.RequestTimeout)
 	select {
 	case res := <-w.res:
-		putWaiter(w)
+		s.putWaiter(w)
 		return res.resp, res.err
-	case err := <-w.refused:
-		s.waits.Cancel(id)
-		return nil, err
-	case <-timeout:
-		s.waits.Cancel(id)
-		return nil, context.DeadlineExceeded
 	case <-ctx.Done():
-		s.waits.Cancel(id)
+		if s.waits.Cancel(id) {
+			s.putWaiter(w)
+		}
 		return nil, ctx.Err()
-	case <-s.ctx.Done():
-		return nil, errStopped
 	}
 }
 

@@ -171,25 +171,73 @@ func seriesCount(c prometheus.Collector) int {
 	return n
 }
 
-// TestWaiterTimerReuse: a reused waiter's deadline starts afresh; neither a
-// tick taken before nor one stopped before it was due reaches the next
-// proposal.
-func TestWaiterTimerReuse(t *testing.T) {
-	w := &waiter{res: make(chan result, 1), refused: make(chan error, 1)}
-	<-w.startTimer(time.Millisecond) // fired and taken
-	w.timer.Stop()
-	ch := w.startTimer(time.Hour)
-	time.Sleep(5 * time.Millisecond)
-	select {
-	case <-ch:
-		t.Fatal("a reused waiter's deadline fired at once")
-	default:
+// TestWaitRegistryOneResult: an ID gets one result at most, whoever
+// removes it sends; stop answers the waiting and every later registration.
+func TestWaitRegistryOneResult(t *testing.T) {
+	w := newWaitRegistry()
+	ch := w.Register(1)
+	w.Trigger(1, result{resp: "first"})
+	w.Trigger(1, result{resp: "second"}) // must not block or send
+	if w.Cancel(1) {
+		t.Fatal("Cancel after Trigger found the ID waiting")
 	}
-	w.timer.Stop() // stopped before it was due
-	ch = w.startTimer(20 * time.Millisecond)
-	start := time.Now()
-	<-ch
-	if took := time.Since(start); took < 15*time.Millisecond {
-		t.Fatalf("deadline fired after %v, want about 20ms", took)
+	if r := <-ch; r.resp != "first" || len(ch) != 0 {
+		t.Fatalf("got %v, %d more", r.resp, len(ch))
+	}
+	ch2 := w.Register(2)
+	if !w.Cancel(2) {
+		t.Fatal("Cancel of a waiting ID reported it gone")
+	}
+	w.Trigger(2, result{resp: "late"})
+	if len(ch2) != 0 {
+		t.Fatal("a canceled ID got a result")
+	}
+	ch3 := w.Register(3)
+	w.stop(errStopped)
+	if r := <-ch3; r.err != errStopped {
+		t.Fatalf("waiting at stop: %v", r.err)
+	}
+	if r := <-w.Register(4); r.err != errStopped {
+		t.Fatalf("registered after stop: %v", r.err)
 	}
 }
+
+// TestWaiterDeadline: a waiter's deadline answers context.DeadlineExceeded
+// through the registry, a result that came first stops it, and a waiter
+// whose deadline fired is not reused.
+func TestWaiterDeadline(t *testing.T) {
+	s := &Server{waits: newWaitRegistry()}
+	w := s.getWaiter(1)
+	w.timer.Reset(5 * time.Millisecond)
+	if r := <-w.res; r.err != context.DeadlineExceeded {
+		t.Fatalf("deadline result %v", r.err)
+	}
+	s.putWaiter(w)
+	for range 10 {
+		if s.waiters.Get() == w {
+			t.Fatal("a waiter whose timer fired was reused")
+		}
+	}
+
+	w = s.getWaiter(2)
+	w.timer.Reset(20 * time.Millisecond)
+	s.waits.Trigger(2, result{resp: "applied"})
+	if r := <-w.res; r.resp != "applied" {
+		t.Fatalf("result %v", r.resp)
+	}
+	s.putWaiter(w)
+	w = s.getWaiter(3) // perhaps the same one: its old deadline must not reach it
+	w.timer.Reset(time.Hour)
+	time.Sleep(40 * time.Millisecond)
+	select {
+	case r := <-w.res:
+		t.Fatalf("a stale deadline reached request 3: %v", r.err)
+	default:
+	}
+	w.onRefused(ErrGRPCNoLeaderForTest)
+	if r := <-w.res; r.err != ErrGRPCNoLeaderForTest {
+		t.Fatalf("refusal %v", r.err)
+	}
+}
+
+var ErrGRPCNoLeaderForTest = errors.New("no leader")

@@ -52,6 +52,7 @@ type Server struct {
 	node    *raftlog.Node
 	tr      *transport.Transport
 	waits   *waitRegistry
+	waiters sync.Pool // idle *waiter (wait.go)
 	ids     *idGenerator
 	lessor  *lessor
 	alarms  *alarmStore
@@ -487,6 +488,7 @@ func (s *Server) Stop() {
 			}
 		}
 		s.obs.stop()
+		s.waits.stop(errStopped) // proposals waiting for an answer
 		s.cancel()
 		if s.peerSrv != nil {
 			s.peerSrv.Close()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,12 +45,14 @@ type result struct {
 const waitShards = 64
 
 // waitRegistry hands apply results to the requests waiting for them, keyed
-// by request ID. The channel has room for one result, so Trigger never
-// blocks the apply loop.
+// by request ID. The channel has room for one result, and whoever removes
+// an ID (Trigger, Cancel) is the only one who may send on its channel, so
+// Trigger never blocks the apply loop and a waiter gets one result at most.
 type waitRegistry struct {
 	shards [waitShards]struct {
 		sync.Mutex
-		m map[uint64]chan result
+		m       map[uint64]chan result
+		stopped error // set by stop: later registrations get it at once
 	}
 }
 
@@ -72,64 +75,100 @@ func (w *waitRegistry) Register(id uint64) <-chan result {
 func (w *waitRegistry) register(id uint64, ch chan result) {
 	s := &w.shards[id%waitShards]
 	s.Lock()
+	if err := s.stopped; err != nil {
+		s.Unlock()
+		ch <- result{err: err}
+		return
+	}
 	s.m[id] = ch
 	s.Unlock()
 }
 
 // Trigger delivers r to id's waiter, if it is still waiting.
 func (w *waitRegistry) Trigger(id uint64, r result) {
+	if ch := w.take(id); ch != nil {
+		ch <- r
+	}
+}
+
+// Cancel forgets id (its caller gave up). It reports whether id was still
+// waiting: if not, a result was or is being sent on its channel.
+func (w *waitRegistry) Cancel(id uint64) bool {
+	return w.take(id) != nil
+}
+
+// take removes id, returning its channel (nil if it was not waiting).
+func (w *waitRegistry) take(id uint64) chan result {
 	s := &w.shards[id%waitShards]
 	s.Lock()
 	ch := s.m[id]
 	delete(s.m, id)
 	s.Unlock()
-	if ch != nil {
-		ch <- r
+	return ch
+}
+
+// stop answers every waiting request, and every later one at once, with
+// err (the member is stopping).
+func (w *waitRegistry) stop(err error) {
+	var chs []chan result
+	for i := range w.shards {
+		s := &w.shards[i]
+		s.Lock()
+		s.stopped = err
+		for id, ch := range s.m {
+			chs = append(chs, ch)
+			delete(s.m, id)
+		}
+		s.Unlock()
+	}
+	for _, ch := range chs {
+		ch <- result{err: err}
 	}
 }
 
-// Cancel forgets id (its caller gave up).
-func (w *waitRegistry) Cancel(id uint64) {
-	s := &w.shards[id%waitShards]
-	s.Lock()
-	delete(s.m, id)
-	s.Unlock()
-}
-
-// waiter is what one proposal waits on (Server.propose): its result
-// (registered in the waitRegistry), raft's refusal (raftlog's
-// ProposeAsync) and its deadline. Waiters are reused, but only once the
-// result was taken: then neither the apply goroutine (which sent it, once)
-// nor raft (which took the entry, so refuses nothing) holds them any more.
-// A waiter given up on (refused, timed out, canceled) is left to the GC,
-// as a late send may still reach it.
+// waiter is what one proposal waits on (Server.propose): a channel that
+// gets, once, whichever comes first of its apply result (Trigger), raft's
+// refusal of its entry (refuse, on the raft goroutine), its deadline
+// (timer) and the member's stop, each through the waitRegistry, so that
+// only one of them sends. Waiters are reused, but only once that result
+// was taken with the timer stopped before it fired: then nothing holds
+// them any more (an applied entry was taken by raft, which so refuses
+// nothing). A waiter given up on is left to the GC.
 type waiter struct {
-	res     chan result // cap 1: Trigger never blocks
-	refused chan error  // cap 1: raft's refusal
-	timer   *time.Timer
+	s      *Server
+	id     uint64 // set before each use, read by refuse and the timer
+	res    chan result
+	refuse func(error)
+	timer  *time.Timer // runs onTimeout; stopped while idle
 }
 
-var waiterPool = sync.Pool{New: func() any {
-	return &waiter{res: make(chan result, 1), refused: make(chan error, 1)}
-}}
-
-func getWaiter() *waiter { return waiterPool.Get().(*waiter) }
-
-// putWaiter returns w to the pool. REQUIRES: nothing is or will be sent on
-// w's channels, and both are empty.
-func putWaiter(w *waiter) {
-	if w.timer != nil {
-		w.timer.Stop() // after Stop no stale tick is received (Go 1.23 timers)
+// getWaiter returns an idle waiter for request id, registered.
+func (s *Server) getWaiter(id uint64) *waiter {
+	w, _ := s.waiters.Get().(*waiter)
+	if w == nil {
+		w = &waiter{s: s, res: make(chan result, 1)}
+		w.refuse = w.onRefused
+		w.timer = time.AfterFunc(time.Hour, w.onTimeout)
+		w.timer.Stop()
 	}
-	waiterPool.Put(w)
+	w.id = id
+	s.waits.register(id, w.res)
+	return w
 }
 
-// startTimer starts w's deadline d from now and returns its channel.
-func (w *waiter) startTimer(d time.Duration) <-chan time.Time {
-	if w.timer == nil {
-		w.timer = time.NewTimer(d)
-	} else {
-		w.timer.Reset(d)
+// putWaiter returns w, whose result was taken, to the pool unless its
+// timer fired (its callback may still read w.id).
+func (s *Server) putWaiter(w *waiter) {
+	if w.timer.Stop() {
+		s.waiters.Put(w)
 	}
-	return w.timer.C
+}
+
+// onRefused is raftlog's ProposeAsync callback: raft refused the entry.
+func (w *waiter) onRefused(err error) { w.s.waits.Trigger(w.id, result{err: err}) }
+
+// onTimeout ends the wait at its deadline, with the error of a context
+// whose deadline passed.
+func (w *waiter) onTimeout() {
+	w.s.waits.Trigger(w.id, result{err: context.DeadlineExceeded})
 }
