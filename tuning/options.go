@@ -48,7 +48,9 @@ type Options struct {
 	// results of point lookups in SST files, so a repeated get of a flushed
 	// key skips the index and data block search (3.3 µs instead of 5.2 µs a
 	// get in BenchmarkGetLatestFlushed, docs/PERFORMANCE.md). 0 turns it
-	// off. Default 64 MiB.
+	// off. Default 64 MiB. A get that misses it pays for the lookup and
+	// for inserting its result: over 5M random keys it made a get 13.9 ->
+	// 17.2 µs (BenchmarkGetAtScale), so large-volume has none.
 	RowCacheBytes int64
 	// WriteBufferBytes is the size of one memtable of a data column family.
 	// Default 64 MiB.
