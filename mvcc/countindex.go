@@ -82,6 +82,10 @@ const (
 	// countIndexMinCorrection is the number of events a correction may
 	// always read, however small the span it corrects.
 	countIndexMinCorrection = 256
+	// countIndexMaxCorrectionEvents bounds the events a correction reads
+	// (and the distinct keys it tracks: up to ~100 bytes each), whatever
+	// the span: past it the read walks.
+	countIndexMaxCorrectionEvents = 256 << 10
 )
 
 func newCountIndex(target int) *countIndex {
@@ -298,7 +302,7 @@ func (r *reader) countRest(ctx context.Context, from, end []byte) (count int, ok
 		return 0, false, nil
 	}
 	if irev != r.rev {
-		budget := max(sum/4, ci.minCorrection)
+		budget := min(max(sum/4, ci.minCorrection), countIndexMaxCorrectionEvents)
 		adj, ok, err := r.countCorrection(lo, hi, min(irev, r.rev), max(irev, r.rev), budget)
 		if err != nil || !ok {
 			return 0, false, err
