@@ -157,18 +157,6 @@ func (s *Server) recoverCall(method, msg string, err *error) {
 	}
 }
 
-// unaryRecover is the recovery of unaryInterceptor alone.
-func (s *Server) unaryRecover(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-	defer s.recoverCall(info.FullMethod, "panic serving request", &err)
-	return h(ctx, req)
-}
-
-// streamRecover is the recovery of streamInterceptor alone.
-func (s *Server) streamRecover(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
-	defer s.recoverCall(info.FullMethod, "panic serving stream", &err)
-	return h(srv, ss)
-}
-
 // memberConns caches client connections to other members (for forwarding
 // lease keepalives to the leader).
 type memberConns struct {

@@ -84,6 +84,19 @@ func startInProcess(t testing.TB, cfg Config) (*Server, *clientv3.Client) {
 	return s, cli
 }
 
+// unaryRecover and streamRecover are the recovery of unaryInterceptor and
+// streamInterceptor alone (recoverCall), without the metrics and auth the
+// interceptors need a whole member for.
+func (s *Server) unaryRecover(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer s.recoverCall(info.FullMethod, "panic serving request", &err)
+	return h(ctx, req)
+}
+
+func (s *Server) streamRecover(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer s.recoverCall(info.FullMethod, "panic serving stream", &err)
+	return h(srv, ss)
+}
+
 func TestPanicInHandlerFailsOnlyThatRequest(t *testing.T) {
 	s := &Server{lg: zap.NewNop()}
 	_, err := s.unaryRecover(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/etcdserverpb.KV/Put"},
