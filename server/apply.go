@@ -312,9 +312,11 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ any,
 		s.putWaiter(w)
 		return res.resp, res.err
 	case <-ctx.Done():
-		if s.waits.Cancel(id) {
-			s.putWaiter(w)
-		}
+		// Not back to the pool: raft may still hold the entry and refuse
+		// it later, calling w.refuse, which must not reach the request a
+		// reused w would serve by then.
+		s.waits.Cancel(id)
+		w.timer.Stop()
 		return nil, ctx.Err()
 	}
 }
