@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -94,16 +95,11 @@ func newCountIndex(target int) *countIndex {
 
 // bucketOf returns the bucket holding key. REQUIRES: Store.mu or ci.mu.
 func (ci *countIndex) bucketOf(key []byte) int {
-	lo, hi := 0, len(ci.bounds) // the first bound > key is in [lo, hi]
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if bytes.Compare(ci.bounds[m], key) > 0 {
-			hi = m
-		} else {
-			lo = m + 1
-		}
+	i, found := slices.BinarySearchFunc(ci.bounds, key, bytes.Compare)
+	if found {
+		return i
 	}
-	return lo - 1
+	return i - 1 // bounds[0] is the empty key: i >= 1
 }
 
 // build replaces the index with one walk of CFKV at revision rev.
@@ -168,9 +164,12 @@ func (ci *countIndex) pieces(db *engine.DB, lower, upper []byte) (bounds [][]byt
 
 // apply adds deltas, recorded against the current layout, and moves the
 // index to rev; then it splits and merges the buckets that left their
-// bounds. REQUIRES: Store.mu held, the writes up to rev in the engine and
-// none after.
+// bounds. A nil index (none kept) does nothing. REQUIRES: Store.mu held,
+// the writes up to rev in the engine and none after.
 func (ci *countIndex) apply(db *engine.DB, deltas []countDelta, rev int64) error {
+	if ci == nil {
+		return nil
+	}
 	if len(deltas) == 0 {
 		ci.rev.Store(rev)
 		return nil
@@ -274,17 +273,8 @@ func (ci *countIndex) span(from, end []byte) (lo, hi []byte, sum, rev int64, ok 
 	return lo, hi, sum, ci.rev.Load(), true
 }
 
-// size returns the number of buckets and of live keys counted.
-func (ci *countIndex) size() (buckets int, live int64) {
-	ci.mu.RLock()
-	defer ci.mu.RUnlock()
-	for _, n := range ci.live {
-		live += n
-	}
-	return len(ci.live), live
-}
-
-// buckets returns a copy of the layout and counts, for tests and metrics.
+// buckets returns a copy of the layout and counts (for tests and the
+// store's open log line).
 func (ci *countIndex) buckets() (bounds [][]byte, live []int64, rev int64) {
 	ci.mu.RLock()
 	defer ci.mu.RUnlock()

@@ -101,10 +101,8 @@ func (s *Store) flushGroupLocked() error {
 		return err
 	}
 	if g.rev != 0 {
-		if s.cidx != nil {
-			if err := s.cidx.apply(s.db, g.cdeltas, g.rev); err != nil {
-				return err
-			}
+		if err := s.cidx.apply(s.db, g.cdeltas, g.rev); err != nil {
+			return err
 		}
 		s.state.Store(&revState{rev: g.rev, compacted: s.state.Load().compacted})
 	}

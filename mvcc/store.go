@@ -149,8 +149,12 @@ func (s *Store) load() error {
 		if err := s.cidx.build(db, int64(rev)); err != nil {
 			return err
 		}
-		buckets, live := s.cidx.size()
-		lg.Info("count index built", zap.Int("buckets", buckets), zap.Int64("live-keys", live),
+		_, live, _ := s.cidx.buckets()
+		var keys int64
+		for _, n := range live {
+			keys += n
+		}
+		lg.Info("count index built", zap.Int("buckets", len(live)), zap.Int64("live-keys", keys),
 			zap.Duration("took", time.Since(start)))
 	}
 	s.comp.start(s, int64(finished), int64(cursor))

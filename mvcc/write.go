@@ -179,10 +179,8 @@ func (tx *writeTxn) commitLocked(index uint64) error {
 		return err
 	}
 	if changed {
-		if s.cidx != nil {
-			if err := s.cidx.apply(s.db, tx.cdeltas, rev); err != nil {
-				return err
-			}
+		if err := s.cidx.apply(s.db, tx.cdeltas, rev); err != nil {
+			return err
 		}
 		s.state.Store(&revState{rev: rev, compacted: tx.compacted})
 	}
