@@ -68,20 +68,39 @@ func binaries(t testing.TB) {
 // freePorts reserves n distinct free TCP ports on 127.0.0.1.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	var lns []net.Listener
 	var ports []int
-	for i := 0; i < n; i++ {
+	for len(ports) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		lns = append(lns, ln) // held open until the end: the kernel will not offer it again meanwhile
+		port := ln.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue // closed by the test it went to, and offered again
+		}
+		handedOut.ports[port] = true
+		ports = append(ports, port)
 	}
 	for _, ln := range lns {
 		ln.Close()
 	}
 	return ports
+}
+
+// handedOut are the ports freePorts returned in this process: parallel
+// tests each start members on theirs, and the kernel offers a port closed
+// by one test to the next listener on port 0, so one test's member found
+// another's on its port ("address already in use", "cluster ID mismatch").
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
 }
 
 // member is one metastore process.
