@@ -257,7 +257,7 @@ func checkProgress(src *fakeSource, specs map[[2]int64]*watchSpec, c *collector,
 		}
 		want := src.expected(sp.key, sp.end, start, p, sp.v)
 		if got := c.events[sp.id]; len(got) < len(want) {
-			return fmt.Errorf("progress at %d on stream %d before watch %d had its events: %d of %d", p, i, sp.id, len(got), len(want))
+			return fmt.Errorf("progress at %d on stream %d before watch %+v had its events: %d of %d", p, i, sp, len(got), len(want))
 		}
 	}
 	return nil

@@ -427,6 +427,10 @@ func (st *stream) cancel(id int64) bool {
 		return true
 	}
 	s.removeWatcherLocked(w)
+	// Held in st.notReady until the cancel is queued, as in
+	// compactWatcher: a progress notification must not overtake the
+	// cancel of a watcher that may be missing events.
+	st.notReady++
 	rev := s.src.Rev()
 	s.mu.Unlock()
 	ok := st.enqueueWait(entry{
@@ -434,6 +438,7 @@ func (st *stream) cancel(id int64) bool {
 		closes: w,
 	}, st.ctrlLimit)
 	s.mu.Lock()
+	st.notReady--
 	s.maybeProgressLocked(st)
 	s.mu.Unlock()
 	return ok
