@@ -34,6 +34,11 @@ type Config struct {
 	// cost about two buckets' walk. Default 1024; negative: no index,
 	// every count walks its range.
 	CountIndexBucketKeys int
+	// LatestCacheBytes bounds the writer's cache of the records it wrote
+	// last (latestcache.go), which spares a put of a recently written key
+	// the engine search for the version it replaces. Default 32 MiB;
+	// negative: no cache.
+	LatestCacheBytes int64
 }
 
 // Defaults.
@@ -43,6 +48,7 @@ const (
 	DefaultCompactionBusyPercent    = 10
 	DefaultSubscriberBufferEvents   = 1024
 	DefaultMaxLeases                = 1_000_000
+	DefaultLatestCacheBytes         = 32 << 20
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -64,6 +70,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CountIndexBucketKeys == 0 {
 		c.CountIndexBucketKeys = DefaultCountIndexBucketKeys
+	}
+	if c.LatestCacheBytes == 0 {
+		c.LatestCacheBytes = DefaultLatestCacheBytes
 	}
 	return c
 }

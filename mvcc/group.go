@@ -100,6 +100,9 @@ func (s *Store) flushGroupLocked() error {
 	if err := s.writeAppliedLocked(b, s.applied.Load()); err != nil {
 		return err
 	}
+	for k, v := range g.kv {
+		s.lc.set(k, v)
+	}
 	if g.rev != 0 {
 		if err := s.cidx.apply(s.db, g.cdeltas, g.rev); err != nil {
 			return err

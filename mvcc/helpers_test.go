@@ -37,7 +37,10 @@ func openEngine(t testing.TB, dir string) *engine.DB {
 // index buckets tiny so that every test's ranges cross, split and merge
 // them.
 func testCfg() Config {
-	return Config{CompactionBatchLimitRevs: 3, CompactionBatchInterval: 1, CompactionBusyPercent: 100, CountIndexBucketKeys: 4}
+	return Config{CompactionBatchLimitRevs: 3, CompactionBatchInterval: 1, CompactionBusyPercent: 100, CountIndexBucketKeys: 4,
+		// 8 slots of a 2 KiB budget: collisions, replacements and the budget
+		// bound all happen in every test.
+		LatestCacheBytes: 2 << 10}
 }
 
 func openStore(t testing.TB, db *engine.DB, cfg Config) *Store {

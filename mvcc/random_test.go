@@ -327,6 +327,7 @@ func TestRandomAgainstModel(t *testing.T) {
 		default:
 			endGroup()
 			checkCountIndex(t, s)
+			checkLatestCache(t, s)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -346,6 +347,7 @@ func TestRandomAgainstModel(t *testing.T) {
 	}
 	endGroup()
 	checkCountIndex(t, s)
+	checkLatestCache(t, s)
 	t.Logf("%d ops, final revision %d, compacted %d", *randomOps, m.rev, m.compacted)
 }
 

@@ -56,6 +56,9 @@ type Store struct {
 	// cidx counts live keys per bucket of the key space; nil when
 	// Config.CountIndexBucketKeys < 0.
 	cidx *countIndex
+	// lc caches the latest records the writer wrote; nil when
+	// Config.LatestCacheBytes < 0. REQUIRES: mu held.
+	lc *latestCache
 
 	leases leaseTable
 	subs   subscribers
@@ -79,6 +82,7 @@ func Open(db *engine.DB, cfg Config, lg *zap.Logger) (*Store, error) {
 	if cfg.CountIndexBucketKeys > 0 {
 		s.cidx = newCountIndex(cfg.CountIndexBucketKeys)
 	}
+	s.lc = newLatestCache(cfg.LatestCacheBytes)
 
 	if err := s.load(); err != nil {
 		return nil, err
@@ -95,6 +99,7 @@ func Open(db *engine.DB, cfg Config, lg *zap.Logger) (*Store, error) {
 // unfinished compaction. Subscriptions are the caller's business.
 func (s *Store) load() error {
 	db, lg := s.db, s.lg
+	s.lc.reset()
 	applied, _, err := s.metaGet(metaAppliedIndex)
 	if err != nil {
 		return err

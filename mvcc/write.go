@@ -228,7 +228,20 @@ func (tx *writeTxn) commitGroupedLocked(index uint64, rev int64, changed bool) e
 // alias tx.latestBuf: valid until the next call. In a group it sees the
 // group's pending writes.
 func (tx *writeTxn) latest(key []byte) (record, []byte, bool, error) {
-	raw, ok, err := tx.src.GetAppend(tx.latestBuf[:0], engine.CFKV, key)
+	var (
+		raw []byte
+		ok  bool
+		err error
+	)
+	// The group's pending records come first: the cache holds only what
+	// is written (latestcache.go).
+	if v, hit := tx.s.mu.group.kv[string(key)]; hit && tx.grouped {
+		raw, ok = append(tx.latestBuf[:0], v...), true
+	} else if v, hit := tx.s.lc.get(key); hit {
+		raw, ok = append(tx.latestBuf[:0], v...), true
+	} else {
+		raw, ok, err = tx.src.GetAppend(tx.latestBuf[:0], engine.CFKV, key)
+	}
 	tx.latestBuf = raw
 	if err != nil || !ok {
 		return record{}, nil, false, err
@@ -302,6 +315,11 @@ func (tx *writeTxn) write(key, value []byte, lease int64, del bool) error {
 	}
 	tx.scratch = appendRecord(tx.scratch[:0], &nr)
 	tx.b.Put(engine.CFKV, key, tx.scratch)
+	if !tx.grouped {
+		// Dropped before the batch is written (a rolled-back txn only
+		// costs a miss); a group's records enter the cache once written.
+		tx.s.lc.drop(key)
+	}
 	if tx.grouped {
 		kv := tx.s.mu.group.kv
 		prevRaw, had := kv[string(key)]

@@ -129,6 +129,11 @@ type Config struct {
 	// makes the count of a large range cheap (mvcc.Config); -1 disables
 	// it. Default 1024.
 	CountIndexBucketKeys int
+	// LatestCacheBytes bounds the apply's cache of the latest records it
+	// wrote (mvcc.Config), which spares a put of a recently written key
+	// the engine search for the version it replaces; 0 disables it.
+	// Default 32 MiB.
+	LatestCacheBytes int64
 	// SnapshotChunkBytes is the chunk size of snapshots streamed to
 	// followers (--snapshot-chunk-bytes). Default 1 MiB.
 	SnapshotChunkBytes int
@@ -232,6 +237,7 @@ func DefaultConfig() Config {
 		CompactionSleepInterval:  mvcc.DefaultCompactionBatchInterval,
 		CompactionBusyPercent:    mvcc.DefaultCompactionBusyPercent,
 		CountIndexBucketKeys:     mvcc.DefaultCountIndexBucketKeys,
+		LatestCacheBytes:         mvcc.DefaultLatestCacheBytes,
 		SnapshotChunkBytes:       1 << 20,
 		Engine:                   tuning.Default(),
 		Metrics:                  "basic",
@@ -372,6 +378,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CountIndexBucketKeys == 0 || c.CountIndexBucketKeys < -1 {
 		bad("--count-index-bucket-keys %d must be positive, or -1 to disable the index", c.CountIndexBucketKeys)
+	}
+	if c.LatestCacheBytes < 0 {
+		bad("--latest-cache-bytes %d must not be negative (0 disables the cache)", c.LatestCacheBytes)
 	}
 	if c.LeaseCheckInterval <= 0 || c.LeaseCheckpointInterval <= 0 {
 		bad("lease check and checkpoint intervals must be positive")

@@ -135,7 +135,10 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	mcfg := mvcc.Config{MaxLeases: cfg.MaxLeases, CompactionBatchLimitRevs: cfg.CompactionBatchLimit,
 		CompactionBatchInterval: cfg.CompactionSleepInterval, CompactionBusyPercent: cfg.CompactionBusyPercent,
-		CountIndexBucketKeys: cfg.CountIndexBucketKeys}
+		CountIndexBucketKeys: cfg.CountIndexBucketKeys, LatestCacheBytes: cfg.LatestCacheBytes}
+	if mcfg.LatestCacheBytes == 0 {
+		mcfg.LatestCacheBytes = -1 // mvcc reads 0 as its default; the operator asked for none
+	}
 	if mcfg.CompactionBatchInterval == 0 {
 		mcfg.CompactionBatchInterval = 1 // mvcc reads 0 as its default; the operator asked for no sleep
 	}

@@ -255,12 +255,13 @@ func TestConfigValidateReportsEveryViolation(t *testing.T) {
 	cfg.CompactionBatchLimit = 0
 	cfg.CompactionBusyPercent = 101
 	cfg.CountIndexBucketKeys = 0
+	cfg.LatestCacheBytes = -1
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	for _, want := range []string{"--initial-cluster-state", "--election-timeout", "--max-txn-ops", "--auto-compaction-mode",
-		"--compaction-batch-limit", "--compaction-busy-percent", "--count-index-bucket-keys"} {
+		"--compaction-batch-limit", "--compaction-busy-percent", "--count-index-bucket-keys", "--latest-cache-bytes"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("violation %s not reported in:\n%v", want, err)
 		}
