@@ -123,6 +123,9 @@ func Open(dir string, o tuning.Options) (*DB, error) {
 		d.dbOpts.SetMaxTotalWalSize(uint64(o.MaxTotalWALBytes))
 	}
 	d.dbOpts.SetEnablePipelinedWrite(o.PipelinedWrite)
+	if o.LowPriorityCompactions {
+		lowerCompactionPriority()
+	}
 	d.dbOpts.SetManualWALFlush(o.ManualWALFlush)
 	if o.RowCacheBytes > 0 {
 		d.rowCache = grocksdb.NewLRUCache(uint64(o.RowCacheBytes))
@@ -490,3 +493,16 @@ func (d *DB) Checkpoint(dir string) error {
 	}
 	return nil
 }
+
+// lowerCompactionPriority puts the compaction thread pool (RocksDB's LOW
+// pool, shared by every engine of the process) at the lowest CPU priority;
+// each thread applies it before its next job. Idempotent.
+func lowerCompactionPriority() {
+	lowerOnce.Do(func() {
+		env := grocksdb.NewDefaultEnv()
+		env.LowerThreadPoolCPUPriority()
+		env.Destroy() // the handle only: the default Env lives on
+	})
+}
+
+var lowerOnce sync.Once

@@ -202,6 +202,11 @@ var fields = []field{
 		ptr: func(o *Options) any { return &o.PipelinedWrite },
 	},
 	{
+		key: "low-priority-compactions",
+		doc: "LowPriorityCompactions runs RocksDB's compaction threads at the lowest CPU priority (nice 19), so that on a busy core they take the CPU the requests leave, and a burst of compaction work (the deletes of a large revision compaction) does not raise request latency; flushes keep normal priority.",
+		ptr: func(o *Options) any { return &o.LowPriorityCompactions },
+	},
+	{
 		key: "manual-wal-flush",
 		doc: "ManualWALFlush keeps unsynced writes' WAL records in RocksDB's WAL buffer (bounded by its 1 MiB writable-file buffer) instead of making a write(2) per batch; they reach the file on the next synced write, SyncWAL, flush or a full buffer.",
 		ptr: func(o *Options) any { return &o.ManualWALFlush },

@@ -123,6 +123,15 @@ type Options struct {
 	// PipelinedWrite lets WAL writes and memtable inserts of different
 	// batches overlap. Default true.
 	PipelinedWrite bool
+	// LowPriorityCompactions runs RocksDB's compaction threads at the
+	// lowest CPU priority (nice 19), so that on a busy core they take the
+	// CPU the requests leave, and a burst of compaction work (the deletes
+	// of a large revision compaction) does not raise request latency;
+	// flushes keep normal priority. Compaction that falls behind slows
+	// writes through the L0 triggers, as it would anyway. Process-wide:
+	// RocksDB's thread pools are shared by every engine of the process,
+	// and a pool once lowered stays low. Default true.
+	LowPriorityCompactions bool
 	// ManualWALFlush keeps unsynced writes' WAL records in RocksDB's WAL
 	// buffer (bounded by its 1 MiB writable-file buffer) instead of making a
 	// write(2) per batch; they reach the file on the next synced write,
