@@ -230,7 +230,7 @@ func (s *Store) Compact(index uint64, rev int64) (<-chan struct{}, error) {
 func (s *Store) runCompaction(job compactJob) error {
 	start := time.Now()
 	if job.prevCompleted {
-		h, err := s.hashCompaction(job.prev, job.rev)
+		h, err := s.hashCompaction(job.prev, job.rev, s.newPacer())
 		if err != nil {
 			return err
 		}
@@ -296,6 +296,44 @@ func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 		case <-time.After(pause):
 		}
 	}
+}
+
+// pacer spreads a long background walk (the compaction's hash) so that
+// it takes at most CompactionBusyPercent of the time, as compactWalk does
+// with its batches: after each hashPaceQuantum of work it pauses
+// compactionPause of it. A nil pacer never pauses.
+type pacer struct {
+	start    time.Time
+	interval time.Duration
+	percent  int
+	stopc    <-chan struct{}
+}
+
+// hashPaceQuantum is the work between two pauses of a paced walk, about
+// what a batch of 1,000 revisions of the compaction's walk takes.
+const hashPaceQuantum = 5 * time.Millisecond
+
+func (s *Store) newPacer() *pacer {
+	return &pacer{start: time.Now(), interval: s.cfg.CompactionBatchInterval, percent: s.cfg.CompactionBusyPercent, stopc: s.comp.stopc}
+}
+
+// tick pauses when a quantum of work has passed since the last pause;
+// errStopped if the compactor stops meanwhile.
+func (p *pacer) tick() error {
+	if p == nil {
+		return nil
+	}
+	busy := time.Since(p.start)
+	if busy < hashPaceQuantum {
+		return nil
+	}
+	select {
+	case <-p.stopc:
+		return errStopped
+	case <-time.After(compactionPause(busy, p.interval, p.percent)):
+	}
+	p.start = time.Now()
+	return nil
 }
 
 // compactionPause is the pause after a compaction batch that took busy:

@@ -73,6 +73,37 @@ func TestCompactionPause(t *testing.T) {
 	}
 }
 
+// TestPacer: a paced walk pauses only once a quantum of work has passed,
+// for compactionPause of it, and a stop ends the pause with errStopped.
+func TestPacer(t *testing.T) {
+	var nilPacer *pacer
+	if err := nilPacer.tick(); err != nil {
+		t.Fatal(err)
+	}
+	stopc := make(chan struct{})
+	p := &pacer{start: time.Now(), interval: time.Millisecond, percent: 50, stopc: stopc}
+	if begin := time.Now(); p.tick() != nil || time.Since(begin) > hashPaceQuantum {
+		t.Fatal("a tick before a quantum of work paused")
+	}
+	p.start = time.Now().Add(-2 * hashPaceQuantum) // two quanta of work at 50%: as long a pause
+	begin := time.Now()
+	if err := p.tick(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d < 2*hashPaceQuantum {
+		t.Fatalf("paused %s after %s of work at 50%%", d, 2*hashPaceQuantum)
+	}
+	if time.Since(p.start) > hashPaceQuantum {
+		t.Fatal("the pause did not restart the quantum")
+	}
+	p.percent = 1 // a pause of 99 quanta, ended by the stop
+	p.start = time.Now().Add(-hashPaceQuantum)
+	close(stopc)
+	if err := p.tick(); err != errStopped {
+		t.Fatalf("tick after stop: %v", err)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  Config
