@@ -57,7 +57,7 @@ func Default() Options {
 		WALBytesPerSync:                0,
 		MaxTotalWALBytes:               256 << 20,
 		PipelinedWrite:                 true,
-		LowPriorityCompactions:         true,
+		LowPriorityCompactions:         false,
 		ManualWALFlush:                 true,
 		BlobFiles:                      false,
 		MinBlobBytes:                   4 << 10,
@@ -90,9 +90,6 @@ func WriteHeavy() Options {
 	o.Level0StopWritesTrigger = 60
 	o.BlockCacheBytes = 192 << 20 // + the 64 MiB row cache
 	o.PipelinedWrite = true
-	// Sustained ingest needs compaction to keep pace at the requests'
-	// priority, or L0 reaches its triggers and writes stall.
-	o.LowPriorityCompactions = false
 	return o
 }
 
