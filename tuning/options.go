@@ -130,11 +130,11 @@ type Options struct {
 	// flushes keep normal priority. Compaction that falls behind slows
 	// writes through the L0 triggers, as it would anyway. Process-wide:
 	// RocksDB's thread pools are shared by every engine of the process,
-	// and a pool once lowered stays low. Default false: on the compaction
-	// row of docs/PERFORMANCE.md it changed nothing measurable (put p99
-	// during a 1M-revision compaction +35% with it, +42% without, one run
-	// each), and a sustained write load on a saturated core would starve
-	// compaction into L0 write stalls.
+	// and a pool once lowered stays low. On the compaction row of
+	// docs/PERFORMANCE.md it changed nothing measurable (put p99 during a
+	// 1M-revision compaction +35% with it, +42% without, one run each),
+	// and a sustained write load on a saturated core would starve
+	// compaction into L0 write stalls. Default false.
 	LowPriorityCompactions bool
 	// ManualWALFlush keeps unsynced writes' WAL records in RocksDB's WAL
 	// buffer (bounded by its 1 MiB writable-file buffer) instead of making a
