@@ -278,30 +278,29 @@ func widen(lo, hi *[]byte, k []byte) {
 // compactWalk runs the batched walk of CFEvents up to target.
 func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 	var t touchedRanges
+	p := s.newPacer()
 	for {
 		start := time.Now()
 		done, err := s.compactBatch(target, &t)
 		if err != nil || done {
 			return t, err
 		}
-		pause := compactionPause(time.Since(start), s.cfg.CompactionBatchInterval, s.cfg.CompactionBusyPercent)
+		busy := time.Since(start)
 		if failpoint.Enabled {
 			if err := failpoint.Inject(failpoint.CompactMid); err != nil {
 				return t, err
 			}
 		}
-		select {
-		case <-s.comp.stopc:
-			return t, errStopped
-		case <-time.After(pause):
+		if err := p.pause(busy); err != nil {
+			return t, err
 		}
 	}
 }
 
-// pacer spreads a long background walk (the compaction's hash) so that
-// it takes at most CompactionBusyPercent of the time, as compactWalk does
-// with its batches: after each hashPaceQuantum of work it pauses
-// compactionPause of it. A nil pacer never pauses.
+// pacer spreads the compactor's work so that it takes at most
+// CompactionBusyPercent of the time: compactWalk pauses after each batch
+// (pause), the compaction's hash after each hashPaceQuantum of work
+// (tick), for compactionPause of the work. A nil pacer never pauses.
 type pacer struct {
 	start    time.Time
 	interval time.Duration
@@ -327,13 +326,22 @@ func (p *pacer) tick() error {
 	if busy < hashPaceQuantum {
 		return nil
 	}
+	if err := p.pause(busy); err != nil {
+		return err
+	}
+	p.start = time.Now()
+	return nil
+}
+
+// pause sleeps compactionPause of busy; errStopped if the compactor stops
+// meanwhile.
+func (p *pacer) pause(busy time.Duration) error {
 	select {
 	case <-p.stopc:
 		return errStopped
 	case <-time.After(compactionPause(busy, p.interval, p.percent)):
+		return nil
 	}
-	p.start = time.Now()
-	return nil
 }
 
 // compactionPause is the pause after a compaction batch that took busy:

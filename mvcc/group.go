@@ -138,11 +138,12 @@ func (s *Store) groupedLocked(groupable bool) (bool, error) {
 }
 
 // groupSource is a txn's read source inside a group: the group's pending
-// CFKV records over the engine. Iterators are never asked of it (see
-// groupable*).
+// CFKV records, then the latest cache (which holds only what is written),
+// over the engine. Iterators are never asked of it (see groupable*).
 type groupSource struct {
 	db *engine.DB
 	kv map[string][]byte
+	lc *latestCache
 }
 
 func (g groupSource) Get(cf engine.CF, key []byte) ([]byte, bool, error) {
@@ -152,6 +153,9 @@ func (g groupSource) Get(cf engine.CF, key []byte) ([]byte, bool, error) {
 func (g groupSource) GetAppend(dst []byte, cf engine.CF, key []byte) ([]byte, bool, error) {
 	if cf == engine.CFKV {
 		if v, ok := g.kv[string(key)]; ok {
+			return append(dst, v...), true, nil
+		}
+		if v, ok := g.lc.get(key); ok {
 			return append(dst, v...), true, nil
 		}
 	}

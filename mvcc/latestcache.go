@@ -8,8 +8,9 @@ import (
 
 // latestCache is the writer's cache of the CFKV records it wrote last, so
 // that a put of a recently written key does not search RocksDB for the
-// version it replaces (tx.latest): on a put load that search, a memtable
-// skiplist walk over a cgo call, is about a tenth of the member's CPU.
+// version it replaces (tx.latest, and a group's txns' reads of single keys,
+// through groupSource): on a put load that search, a memtable skiplist
+// walk over a cgo call, is about a tenth of the member's CPU.
 //
 // It holds live records only. A tombstone is never cached, and writing one
 // drops the key, so the one other writer of CFKV, the compactor (which
@@ -17,7 +18,7 @@ import (
 // entry is exactly the bytes CFKV holds for its key, written into the cache
 // only after the engine batch that wrote them succeeded (flushGroupLocked),
 // and dropped before a non-grouped txn's batch is written
-// (commitLocked). A restore or reopen starts it empty (load).
+// (writeTxn.write). A restore or reopen starts it empty (load).
 //
 // Shape: a direct-mapped table of 2^n slots indexed by the key's xxhash,
 // each slot one buffer of key and record reused in place; a key that maps
@@ -65,6 +66,11 @@ func (c *latestCache) slot(key []byte) *latestSlot {
 	return &c.slots[xxhash.Sum64(key)&c.mask]
 }
 
+// holds reports whether the slot's entry is key's.
+func (sl *latestSlot) holds(key []byte) bool {
+	return sl.buf != nil && bytes.Equal(sl.buf[:sl.klen], key)
+}
+
 // get returns key's cached record, aliasing the cache: valid until the
 // next set or drop.
 func (c *latestCache) get(key []byte) ([]byte, bool) {
@@ -72,7 +78,7 @@ func (c *latestCache) get(key []byte) ([]byte, bool) {
 		return nil, false
 	}
 	sl := c.slot(key)
-	if sl.buf == nil || sl.klen != len(key) || !bytes.Equal(sl.buf[:sl.klen], key) {
+	if !sl.holds(key) {
 		return nil, false
 	}
 	return sl.buf[sl.klen:], true
@@ -84,15 +90,10 @@ func (c *latestCache) set(key string, raw []byte) {
 		return
 	}
 	sl := &c.slots[xxhash.Sum64String(key)&c.mask]
-	if len(raw) == 0 || raw[0]&flagTombstone != 0 {
-		if sl.buf != nil && sl.klen == len(key) && string(sl.buf[:sl.klen]) == key {
-			c.free(sl)
-		}
-		return
-	}
 	n := len(key) + len(raw)
-	if n > latestCacheMaxEntryBytes {
-		if sl.buf != nil && sl.klen == len(key) && string(sl.buf[:sl.klen]) == key {
+	if len(raw) == 0 || raw[0]&flagTombstone != 0 || n > latestCacheMaxEntryBytes {
+		// Not cached: whatever the slot holds of key goes.
+		if sl.buf != nil && string(sl.buf[:sl.klen]) == key {
 			c.free(sl)
 		}
 		return
@@ -114,8 +115,7 @@ func (c *latestCache) drop(key []byte) {
 	if c == nil {
 		return
 	}
-	sl := c.slot(key)
-	if sl.buf != nil && sl.klen == len(key) && bytes.Equal(sl.buf[:sl.klen], key) {
+	if sl := c.slot(key); sl.holds(key) {
 		c.free(sl)
 	}
 }

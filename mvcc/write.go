@@ -66,7 +66,7 @@ func (s *Store) newTxnLocked(grouped bool) *writeTxn {
 		if g.rev != 0 {
 			tx.beginRev = g.rev
 		}
-		tx.grouped, tx.src, tx.mark = true, groupSource{db: s.db, kv: g.kv}, b.Mark()
+		tx.grouped, tx.src, tx.mark = true, groupSource{db: s.db, kv: g.kv, lc: s.lc}, b.Mark()
 	} else {
 		b.Reset()
 	}
@@ -228,20 +228,7 @@ func (tx *writeTxn) commitGroupedLocked(index uint64, rev int64, changed bool) e
 // alias tx.latestBuf: valid until the next call. In a group it sees the
 // group's pending writes.
 func (tx *writeTxn) latest(key []byte) (record, []byte, bool, error) {
-	var (
-		raw []byte
-		ok  bool
-		err error
-	)
-	// The group's pending records come first: the cache holds only what
-	// is written (latestcache.go).
-	if v, hit := tx.s.mu.group.kv[string(key)]; hit && tx.grouped {
-		raw, ok = append(tx.latestBuf[:0], v...), true
-	} else if v, hit := tx.s.lc.get(key); hit {
-		raw, ok = append(tx.latestBuf[:0], v...), true
-	} else {
-		raw, ok, err = tx.src.GetAppend(tx.latestBuf[:0], engine.CFKV, key)
-	}
+	raw, ok, err := tx.src.GetAppend(tx.latestBuf[:0], engine.CFKV, key)
 	tx.latestBuf = raw
 	if err != nil || !ok {
 		return record{}, nil, false, err
@@ -319,8 +306,7 @@ func (tx *writeTxn) write(key, value []byte, lease int64, del bool) error {
 		// Dropped before the batch is written (a rolled-back txn only
 		// costs a miss); a group's records enter the cache once written.
 		tx.s.lc.drop(key)
-	}
-	if tx.grouped {
+	} else {
 		kv := tx.s.mu.group.kv
 		prevRaw, had := kv[string(key)]
 		tx.undo = append(tx.undo, undoEntry{key: string(key), prev: prevRaw, had: had})
