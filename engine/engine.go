@@ -79,6 +79,7 @@ type DB struct {
 	bbtos     []*grocksdb.BlockBasedTableOptions
 	cache     *grocksdb.Cache
 	rowCache  *grocksdb.Cache                // nil when tuning.Options.RowCacheBytes is 0
+	zCache    *grocksdb.Cache                // compressed blocks; nil when tuning.Options.CompressedBlockCacheBytes is 0
 	handles   []*grocksdb.ColumnFamilyHandle // index 0 is "default"
 	cfs       [NumCFs]*grocksdb.ColumnFamilyHandle
 	cfIDs     [NumCFs]uint32 // RocksDB's numeric ids, used by Batch's encoding
@@ -109,6 +110,9 @@ func Open(dir string, o tuning.Options) (*DB, error) {
 	}()
 
 	d.cache = grocksdb.NewLRUCache(uint64(o.BlockCacheBytes))
+	if o.CompressedBlockCacheBytes > 0 {
+		d.zCache = grocksdb.NewLRUCache(uint64(o.CompressedBlockCacheBytes))
+	}
 	d.dbOpts = d.newCFOptions(o, cfDefault)
 	d.dbOpts.SetCreateIfMissing(true)
 	d.dbOpts.SetCreateIfMissingColumnFamilies(true)
@@ -176,6 +180,9 @@ func (d *DB) newCFOptions(o tuning.Options, cf CF) *grocksdb.Options {
 	bbto := grocksdb.NewDefaultBlockBasedTableOptions()
 	d.bbtos = append(d.bbtos, bbto)
 	bbto.SetBlockCache(d.cache)
+	if d.zCache != nil {
+		bbto.SetBlockCacheCompressed(d.zCache)
+	}
 	bbto.SetBlockSize(o.BlockSizeBytes)
 	bbto.SetFormatVersion(5)
 	bbto.SetCacheIndexAndFilterBlocks(o.CacheIndexAndFilterBlocks)
@@ -326,6 +333,10 @@ func (d *DB) freeOptions() {
 	if d.cache != nil {
 		d.cache.Destroy()
 		d.cache = nil
+	}
+	if d.zCache != nil {
+		d.zCache.Destroy()
+		d.zCache = nil
 	}
 }
 

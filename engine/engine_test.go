@@ -575,3 +575,59 @@ func TestCheckpointIsIndependent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCompressedBlockCache reads a store several times larger than its block
+// cache: the compressed block cache must fill with the compressed blocks the
+// block cache evicts, stay within its capacity, and every read must still
+// return what was written. Without a compressed cache its usage stays 0.
+func TestCompressedBlockCache(t *testing.T) {
+	for _, zbytes := range []int64{0, 4 << 20} {
+		t.Run(fmt.Sprint(zbytes), func(t *testing.T) {
+			o := testOptions()
+			o.BlockCacheBytes = 1 << 20
+			o.CompressedBlockCacheBytes = zbytes
+			o.UncompressedLevels = 0
+			o.RowCacheBytes = 0
+			db, err := Open(t.TempDir(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			value := func(i int) []byte { // compressible, distinct per key
+				return bytes.Repeat([]byte(fmt.Sprintf("value-%08d|", i)), 20)
+			}
+			const n = 30000 // ~7 MiB of values: 7x the block cache
+			b := db.NewBatch()
+			for i := 0; i < n; i++ {
+				b.Put(CFKV, []byte(fmt.Sprintf("key%08d", i)), value(i))
+				if b.Count() == 1000 {
+					if err := db.Write(b, false); err != nil {
+						t.Fatal(err)
+					}
+					b.Reset()
+				}
+			}
+			if err := db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			for round := 0; round < 2; round++ {
+				for i := 0; i < n; i += 3 {
+					v, ok, err := db.Get(CFKV, []byte(fmt.Sprintf("key%08d", i)))
+					if err != nil || !ok || !bytes.Equal(v, value(i)) {
+						t.Fatalf("get %d: %q %v %v", i, v, ok, err)
+					}
+				}
+			}
+			s, err := db.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case zbytes == 0 && s.CompressedBlockCacheUsageBytes != 0:
+				t.Fatalf("no compressed cache configured, usage %d", s.CompressedBlockCacheUsageBytes)
+			case zbytes > 0 && (s.CompressedBlockCacheUsageBytes == 0 || s.CompressedBlockCacheUsageBytes > uint64(zbytes)):
+				t.Fatalf("compressed cache usage %d of %d", s.CompressedBlockCacheUsageBytes, zbytes)
+			}
+		})
+	}
+}

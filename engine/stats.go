@@ -30,6 +30,9 @@ type Stats struct {
 	// BlockCacheUsageBytes and BlockCacheCapacityBytes describe the shared
 	// block cache.
 	BlockCacheUsageBytes, BlockCacheCapacityBytes uint64
+	// CompressedBlockCacheUsageBytes is what the compressed block cache
+	// holds (0 without one).
+	CompressedBlockCacheUsageBytes uint64
 	// BlockCacheHits and BlockCacheMisses count block cache lookups.
 	BlockCacheHits, BlockCacheMisses uint64
 	// StallMicros is the time writes spent stalled by RocksDB.
@@ -69,6 +72,9 @@ func (d *DB) Stats() (Stats, error) {
 	}
 	s.BlockCacheUsageBytes = d.cache.GetUsage()
 	s.BlockCacheCapacityBytes = d.cache.GetCapacity()
+	if d.zCache != nil {
+		s.CompressedBlockCacheUsageBytes = d.zCache.GetUsage()
+	}
 	if d.opts.Statistics {
 		t := parseTickers(d.dbOpts.GetStatisticsString())
 		s.BlockCacheHits = t["rocksdb.block.cache.hit"]

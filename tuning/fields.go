@@ -38,6 +38,12 @@ var fields = []field{
 		check: func(o *Options) string { return nonNegative(o.RowCacheBytes) },
 	},
 	{
+		key: "compressed-block-cache-bytes", size: true,
+		doc:   "CompressedBlockCacheBytes is the capacity of a second LRU cache that holds data blocks as they are on disk (compressed), so a block the block cache evicted is decompressed from memory instead of read from the file: when the key space outgrows the block cache, it keeps a compressed copy of several times more data in the same memory, and does not depend on the OS page cache holding the SST files.",
+		ptr:   func(o *Options) any { return &o.CompressedBlockCacheBytes },
+		check: func(o *Options) string { return nonNegative(o.CompressedBlockCacheBytes) },
+	},
+	{
 		key: "write-buffer-bytes", size: true,
 		doc:   "WriteBufferBytes is the size of one memtable of a data column family.",
 		ptr:   func(o *Options) any { return &o.WriteBufferBytes },

@@ -13,13 +13,13 @@ import (
 // are not counted.
 const MemtableColumnFamilies = 4
 
-// MemoryBudgetBytes is the memory the options let RocksDB hold: the block
-// and row caches plus, for each of the MemtableColumnFamilies data column families,
+// MemoryBudgetBytes is the memory the options let RocksDB hold: the block,
+// row and compressed block caches plus, for each of the MemtableColumnFamilies data column families,
 // MaxWriteBufferNumber memtables of WriteBufferBytes. Index and filter
 // blocks are inside the cache when CacheIndexAndFilterBlocks is on (the
 // default) and extra otherwise.
 func (o Options) MemoryBudgetBytes() int64 {
-	return o.BlockCacheBytes + o.RowCacheBytes + MemtableColumnFamilies*o.WriteBufferBytes*int64(o.MaxWriteBufferNumber)
+	return o.BlockCacheBytes + o.RowCacheBytes + o.CompressedBlockCacheBytes + MemtableColumnFamilies*o.WriteBufferBytes*int64(o.MaxWriteBufferNumber)
 }
 
 // Default returns the options MetaStore runs with unless told otherwise;
