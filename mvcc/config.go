@@ -9,18 +9,22 @@ import (
 // Config tunes a Store. The zero value means every default; WithDefaults
 // fills them in one place and Validate reports every violation at once.
 type Config struct {
-	// CompactionBatchLimitRevs is the number of revisions the background
-	// compactor processes per batch while holding the writer lock.
+	// CompactionBatchLimitRevs is the number of revisions in etcd's sense,
+	// key versions (events: a txn of 128 puts is 128), that the background
+	// compactor processes per batch while holding the writer lock; a batch
+	// ends with a whole revision.
 	// Default 1000 (etcd's --experimental-compaction-batch-limit).
 	CompactionBatchLimitRevs int
 	// CompactionBatchInterval is the pause between two compaction batches,
 	// so writers are never held for long. Default 10ms.
 	CompactionBatchInterval time.Duration
 	// CompactionBusyPercent bounds the share of time the background
-	// compactor's batches take: after a batch it pauses at least
-	// CompactionBatchInterval, and longer when the batch itself took
-	// long (a batch of 5ms at 10% pauses 45ms). Default 10; 100: only
-	// CompactionBatchInterval.
+	// compactor's batches take while the store serves requests: after a
+	// batch it pauses at least CompactionBatchInterval, and longer when
+	// the batch itself took long (a batch of 5ms at 10% pauses 45ms). When
+	// nothing was applied or read since the previous pause began, the
+	// store is idle and the pause is CompactionBatchInterval alone.
+	// Default 10; 100: only CompactionBatchInterval.
 	CompactionBusyPercent int
 	// SubscriberBufferEvents is the number of events buffered per live
 	// subscriber before it is marked lagging. A single revision larger than

@@ -53,6 +53,7 @@ func (s *Store) Restore(install func() error) error {
 // readGen returns the restore generation a reader starts at, or
 // ErrRestoring while a restore runs.
 func (s *Store) readGen() (uint64, error) {
+	s.reads.Add(1)
 	g := s.restoreGen.Load()
 	if g&1 == 1 {
 		return 0, ErrRestoring

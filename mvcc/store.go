@@ -35,6 +35,9 @@ type Store struct {
 	// persisted one by entries that changed nothing (see noteAppliedLocked).
 	applied atomic.Uint64
 	closed  atomic.Bool
+	// reads counts the reads begun (readGen): with applied, what tells
+	// the compactor's pacer whether the store is serving requests.
+	reads atomic.Uint64
 	// restoreGen is odd while Restore replaces the state; readers that see
 	// it odd, or changed across their read, fail with ErrRestoring.
 	restoreGen atomic.Uint64

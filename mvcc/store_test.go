@@ -1,6 +1,8 @@
 package mvcc
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +106,54 @@ func TestPacer(t *testing.T) {
 	}
 }
 
+// TestPacerIdle: the pause stretches to the busy share only when the
+// store served something since the previous pause began.
+func TestPacerIdle(t *testing.T) {
+	var served uint64
+	p := &pacer{interval: 10 * time.Millisecond, percent: 10, activity: func() uint64 { return served }}
+	busy := 5 * time.Millisecond
+	for i, step := range []struct {
+		serve uint64
+		want  time.Duration
+	}{
+		{0, 10 * time.Millisecond},  // idle from the start
+		{3, 45 * time.Millisecond},  // requests came: 10% busy
+		{0, 10 * time.Millisecond},  // none since: idle again
+		{0, 10 * time.Millisecond},  // still idle
+		{1, 45 * time.Millisecond},  // one read is enough
+		{70, 45 * time.Millisecond}, // still serving
+	} {
+		served += step.serve
+		if got := p.pauseFor(busy); got != step.want {
+			t.Fatalf("step %d (served %d more): pause %s, want %s", i, step.serve, got, step.want)
+		}
+	}
+	p.activity = nil // no activity count: always paced
+	if got := p.pauseFor(busy); got != 45*time.Millisecond {
+		t.Fatalf("without an activity count: pause %s, want 45ms", got)
+	}
+
+	// The store's count moves with reads and with applied entries.
+	db := openEngine(t, t.TempDir())
+	defer db.Close()
+	s := openStore(t, db, testCfg())
+	defer s.Close()
+	a := s.activity()
+	if _, err := s.Range(context.Background(), &pb.RangeRequest{Key: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	if b := s.activity(); b == a {
+		t.Fatal("a read did not move the activity count")
+	}
+	a = s.activity()
+	if _, err := s.Put(s.AppliedIndex()+1, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if b := s.activity(); b == a {
+		t.Fatal("a put did not move the activity count")
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  Config
@@ -123,5 +173,52 @@ func TestConfigValidate(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%+v: error %v, want one containing %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestCompactBatchCountsVersions: a compaction batch is bounded by the key
+// versions it processes (etcd's revisions), not by main revisions, so a
+// store written in large txns does not hold the writer lock for a batch of
+// thousands of versions; a batch still ends on a whole revision.
+func TestCompactBatchCountsVersions(t *testing.T) {
+	db := openEngine(t, t.TempDir())
+	defer db.Close()
+	cfg := testCfg() // CompactionBatchLimitRevs 3
+	s := openStore(t, db, cfg)
+	defer s.Close()
+	idx := s.AppliedIndex()
+	txn := &pb.TxnRequest{}
+	for i := 0; i < 5; i++ {
+		txn.Success = append(txn.Success, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{
+			RequestPut: &pb.PutRequest{Key: []byte{'t', byte('0' + i)}, Value: []byte("v")}}})
+	}
+	idx++
+	if _, err := s.Txn(idx, txn); err != nil { // rev 2: 5 versions
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ { // revs 3..8: one version each
+		idx++
+		if _, err := s.Put(idx, &pb.PutRequest{Key: []byte{'p', byte('0' + i)}, Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tr touchedRanges
+	var cursors []int64
+	for done := false; !done; {
+		var err error
+		if done, err = s.compactBatch(8, &tr); err != nil {
+			t.Fatal(err)
+		}
+		s.comp.mu.Lock()
+		cursors = append(cursors, s.comp.mu.cursor)
+		s.comp.mu.Unlock()
+		if len(cursors) > 10 {
+			t.Fatalf("walk did not end: cursors %v", cursors)
+		}
+	}
+	// rev 2 alone (5 versions >= 3), then 3..5, then 6..8 (the last batch
+	// leaves the cursor at the target).
+	if want := []int64{3, 6, 8}; !slices.Equal(cursors, want) {
+		t.Fatalf("cursor after each batch %v, want %v", cursors, want)
 	}
 }
