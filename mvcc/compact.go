@@ -231,7 +231,7 @@ func (s *Store) Compact(index uint64, rev int64) (<-chan struct{}, error) {
 func (s *Store) runCompaction(job compactJob) error {
 	start := time.Now()
 	if job.prevCompleted {
-		h, err := s.hashCompaction(job.prev, job.rev, s.newPacer())
+		h, err := s.hashCompaction(job.prev, job.rev, s.newPacer(0))
 		if err != nil {
 			return err
 		}
@@ -279,7 +279,7 @@ func widen(lo, hi *[]byte, k []byte) {
 // compactWalk runs the batched walk of CFEvents up to target.
 func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 	var t touchedRanges
-	p := s.newPacer()
+	p := s.newPacer(s.cfg.CompactionBatchInterval)
 	for {
 		start := time.Now()
 		done, err := s.compactBatch(target, &t)
@@ -303,15 +303,18 @@ func (s *Store) compactWalk(target int64) (touchedRanges, error) {
 // compactWalk pauses after each batch (pause), the compaction's hash after
 // each hashPaceQuantum of work (tick), for compactionPause of the work.
 // When nothing was applied or read since the previous pause began (the
-// activity count did not move), the store is idle and the pause is the
-// interval alone, as etcd's: an idle member's compaction of millions of
-// revisions then takes about a tenth of the time a paced one would. A
-// nil pacer never pauses.
+// activity count did not move), the store is idle and the pause is
+// idlePause: the walk's batches keep CompactionBatchInterval between them,
+// as etcd's do; the hash, which holds no lock and is not part of etcd's
+// walk, goes on at once. An idle member's compaction of millions of
+// versions then takes a fraction of the time a paced one would. A nil
+// pacer never pauses.
 type pacer struct {
-	start    time.Time
-	interval time.Duration
-	percent  int
-	stopc    <-chan struct{}
+	start     time.Time
+	interval  time.Duration
+	idlePause time.Duration
+	percent   int
+	stopc     <-chan struct{}
 	// activity counts the requests the store served so far (nil: always
 	// busy); seen is its value when the previous pause began.
 	activity func() uint64
@@ -322,9 +325,11 @@ type pacer struct {
 // what a batch of 1,000 revisions of the compaction's walk takes.
 const hashPaceQuantum = 5 * time.Millisecond
 
-func (s *Store) newPacer() *pacer {
-	p := &pacer{start: time.Now(), interval: s.cfg.CompactionBatchInterval, percent: s.cfg.CompactionBusyPercent,
-		stopc: s.comp.stopc, activity: s.activity}
+// newPacer returns the pacer of one walk or hash, pausing idlePause
+// between quanta of work while the store is idle.
+func (s *Store) newPacer(idlePause time.Duration) *pacer {
+	p := &pacer{start: time.Now(), interval: s.cfg.CompactionBatchInterval, idlePause: idlePause,
+		percent: s.cfg.CompactionBusyPercent, stopc: s.comp.stopc, activity: s.activity}
 	p.seen = p.activity()
 	return p
 }
@@ -354,21 +359,30 @@ func (p *pacer) tick() error {
 // store was idle since the previous pause began; errStopped if the
 // compactor stops meanwhile.
 func (p *pacer) pause(busy time.Duration) error {
+	d := p.pauseFor(busy)
+	if d <= 0 {
+		select {
+		case <-p.stopc:
+			return errStopped
+		default:
+			return nil
+		}
+	}
 	select {
 	case <-p.stopc:
 		return errStopped
-	case <-time.After(p.pauseFor(busy)):
+	case <-time.After(d):
 		return nil
 	}
 }
 
-// pauseFor is the pause after busy of work: compactionPause, or the
-// interval when the activity count has not moved since the previous call.
+// pauseFor is the pause after busy of work: compactionPause, or idlePause
+// when the activity count has not moved since the previous call.
 func (p *pacer) pauseFor(busy time.Duration) time.Duration {
 	if p.activity != nil {
 		a := p.activity()
 		if a == p.seen {
-			return p.interval
+			return p.idlePause
 		}
 		p.seen = a
 	}

@@ -110,7 +110,7 @@ func TestPacer(t *testing.T) {
 // store served something since the previous pause began.
 func TestPacerIdle(t *testing.T) {
 	var served uint64
-	p := &pacer{interval: 10 * time.Millisecond, percent: 10, activity: func() uint64 { return served }}
+	p := &pacer{interval: 10 * time.Millisecond, idlePause: 10 * time.Millisecond, percent: 10, activity: func() uint64 { return served }}
 	busy := 5 * time.Millisecond
 	for i, step := range []struct {
 		serve uint64
@@ -127,6 +127,23 @@ func TestPacerIdle(t *testing.T) {
 		if got := p.pauseFor(busy); got != step.want {
 			t.Fatalf("step %d (served %d more): pause %s, want %s", i, step.serve, got, step.want)
 		}
+	}
+	p.idlePause = 0 // the hash's pacer: no pause while idle
+	served++
+	if got := p.pauseFor(busy); got != 45*time.Millisecond {
+		t.Fatalf("after requests: pause %s, want 45ms", got)
+	}
+	if got := p.pauseFor(busy); got != 0 {
+		t.Fatalf("idle, idlePause 0: pause %s, want none", got)
+	}
+	stopc := make(chan struct{})
+	p.stopc = stopc
+	if err := p.pause(busy); err != nil {
+		t.Fatalf("idle pause: %v", err)
+	}
+	close(stopc)
+	if err := p.pause(busy); err != errStopped {
+		t.Fatalf("idle pause after stop: %v, want errStopped", err)
 	}
 	p.activity = nil // no activity count: always paced
 	if got := p.pauseFor(busy); got != 45*time.Millisecond {
