@@ -355,8 +355,8 @@ func (p *pacer) tick() error {
 	return nil
 }
 
-// pause sleeps compactionPause of busy, or only the interval when the
-// store was idle since the previous pause began; errStopped if the
+// pause sleeps pauseFor(busy): compactionPause of busy, or idlePause when
+// the store was idle since the previous pause began; errStopped if the
 // compactor stops meanwhile.
 func (p *pacer) pause(busy time.Duration) error {
 	d := p.pauseFor(busy)
