@@ -322,7 +322,7 @@ type pacer struct {
 }
 
 // hashPaceQuantum is the work between two pauses of a paced walk, about
-// what a batch of 1,000 revisions of the compaction's walk takes.
+// what a batch of 1,000 key versions of the compaction's walk takes.
 const hashPaceQuantum = 5 * time.Millisecond
 
 // newPacer returns the pacer of one walk or hash, pausing idlePause

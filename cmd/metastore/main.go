@@ -129,7 +129,7 @@ func newFlags(name string) *flags {
 	fs.IntVar(&c.CompactionBatchLimit, "experimental-compaction-batch-limit", c.CompactionBatchLimit, "Deprecated alias of --compaction-batch-limit (etcd 3.6).")
 	fs.DurationVar(&c.CompactionSleepInterval, "compaction-sleep-interval", c.CompactionSleepInterval, "Least sleep interval between compaction batches.")
 	fs.DurationVar(&c.CompactionSleepInterval, "experimental-compaction-sleep-interval", c.CompactionSleepInterval, "Deprecated alias of --compaction-sleep-interval (etcd 3.6).")
-	fs.IntVar(&c.CompactionBusyPercent, "compaction-busy-percent", c.CompactionBusyPercent, "Largest share of time, in percent, that compaction batches take: the sleep after a batch grows with the batch's duration (100: only --compaction-sleep-interval).")
+	fs.IntVar(&c.CompactionBusyPercent, "compaction-busy-percent", c.CompactionBusyPercent, "Largest share of time, in percent, that compaction batches take while the member serves requests: the sleep after a batch grows with the batch's duration (100: only --compaction-sleep-interval; an idle member sleeps only --compaction-sleep-interval).")
 	fs.Int64Var(&c.LatestCacheBytes, "latest-cache-bytes", c.LatestCacheBytes, "Bytes of the apply's cache of the latest records it wrote, which spares a put of a recently written key the engine search for the version it replaces; 0 disables it.")
 	fs.IntVar(&c.CountIndexBucketKeys, "count-index-bucket-keys", c.CountIndexBucketKeys, "Live keys per bucket of the in-memory count index that makes the count of a large range (every page of a Kubernetes list) cost about two buckets' walk; -1 disables it.")
 	fs.IntVar(&c.SnapshotChunkBytes, "snapshot-chunk-bytes", c.SnapshotChunkBytes, "Size of the chunks a snapshot is streamed to a follower in.")
